@@ -1,0 +1,358 @@
+"""Tests for report.py against a results folder written by hand.
+
+Expected numbers come from the values the test wrote, via the `statistics` module, so the
+checks do not reuse the pandas code they are checking.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from wgan_cli.errors import WganError
+from wgan_cli.report import (
+    SUMMARY_METRICS,
+    Histograms,
+    arm_histograms,
+    arm_label,
+    build_report,
+    format_mean_std,
+    read_histograms,
+)
+
+NAN = math.nan
+STEPS = (0, 50, 100)
+EDGES_REL = np.linspace(-1.1, 1.1, 23)
+LAYERS = ("dense_0", "dense_1", "dense_2")
+ARMS_IN_ORDER = ["clip c=0.001", "clip c=0.01", "clip c=0.1", "gp λ=10", "sn", "none"]
+
+
+@dataclass
+class Written:
+    """What the fixture wrote, kept as plain Python for computing expectations."""
+
+    runs: list[dict] = field(default_factory=list)
+    arm_of: dict[str, str] = field(default_factory=dict)
+    hist_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    hist_scale: dict[str, float] = field(default_factory=dict)
+
+    def done_values(self, arm: str, metric: str) -> list[float]:
+        return [
+            r[metric]
+            for r in self.runs
+            if self.arm_of[r["run_id"]] == arm
+            and r["status"] == "done"
+            and not math.isnan(r[metric])
+        ]
+
+
+def _run_specs() -> list[tuple[str, str, float, float, int, str]]:
+    """(run_id, constraint, c, gp_lambda, seed, status); clip arms deliberately out of order."""
+    specs = []
+    for c in (0.1, 0.001, 0.01):
+        for seed in (0, 1):
+            status = "diverged" if (c == 0.1 and seed == 1) else "done"
+            specs.append((f"clip-{c:g}-s{seed}", "clip", c, NAN, seed, status))
+    specs.append(("clip-0.01-s2", "clip", 0.01, NAN, 2, "running"))
+    specs += [(f"gp-s{s}", "gp", NAN, 10.0, s, "done") for s in (0, 1, 2)]
+    specs += [("sn-s0", "sn", NAN, NAN, 0, "done"), ("none-s0", "none", NAN, NAN, 0, "done")]
+    return specs
+
+
+def write_results(folder: Path, *, histograms: bool = True) -> Written:
+    """Write runs.csv, metrics.csv (with unknown extra columns) and histograms.npz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1234)
+    written = Written()
+    metric_rows = []
+    for run_id, constraint, c, lam, seed, status in _run_specs():
+        bad = status != "done"  # values that would wreck a mean if averaged in
+        finals = {m: (1e6 if bad else rng.uniform(0.01, 2.0)) for m in SUMMARY_METRICS}
+        if constraint != "clip":
+            finals["clip_frac"] = NAN
+        written.runs.append(
+            {
+                "run_id": run_id,
+                "constraint": constraint,
+                "c": c,
+                "gp_lambda": lam,
+                "seed": seed,
+                "status": status,
+                "diverged_step": 50 if status == "diverged" else None,
+                "steps_done": 100,
+                "wall_s": 1.5,
+                **finals,
+                "future_field": "whatever",
+            }
+        )
+        written.arm_of[run_id] = arm_label(constraint, c, lam)
+        for step in STEPS:
+            diverged_now = status == "diverged" and step > 50
+            metric_rows.append(
+                {
+                    "run_id": run_id,
+                    "constraint": constraint,
+                    "c": c,
+                    "gp_lambda": lam,
+                    "seed": seed,
+                    "step": step,
+                    "critic_updates": 5 * step,
+                    "critic_loss": -rng.uniform(0, 1),
+                    "gen_loss": rng.uniform(0, 1),
+                    "w_estimate": NAN if diverged_now else (c if c == c else 1.0) * (1 + step),
+                    "w1_true": NAN if diverged_now else 1.0 / (1 + step + seed),
+                    "lipschitz_ratio": rng.uniform(0, 1),
+                    "clip_frac": rng.uniform(0, 1) if constraint == "clip" else NAN,
+                    "weight_abs_mean": rng.uniform(0, 1),
+                    "weight_abs_max": rng.uniform(0, 1),
+                    "grad_norm_real": rng.uniform(0, 1),
+                    "grad_norm_fake": rng.uniform(0, 1),
+                    "wall_s": 0.1 * step,
+                    "layer_grad_norm/3": rng.uniform(0, 1),
+                    "mystery": "x",
+                }
+            )
+    pd.DataFrame(written.runs).to_csv(folder / "runs.csv", index=False)
+    pd.DataFrame(metric_rows).to_csv(folder / "metrics.csv", index=False)
+    (folder / "manifest.json").write_text('{"name": "toy-sweep"}', encoding="utf-8")
+    if histograms:
+        _write_histograms(folder / "histograms.npz", written)
+    return written
+
+
+def _write_histograms(path: Path, written: Written) -> None:
+    rng = np.random.default_rng(0)
+    run_ids = [r["run_id"] for r in written.runs]
+    for r in written.runs:
+        c = r["c"]
+        # gp runs get different scales on purpose: their bins differ, so they must not be summed.
+        scale = c if r["constraint"] == "clip" else 0.5 + 0.1 * r["seed"]
+        written.hist_scale[r["run_id"]] = scale
+        written.hist_counts[r["run_id"]] = rng.integers(0, 50, (len(LAYERS), EDGES_REL.size - 1))
+    np.savez(
+        path,
+        run_ids=np.array(run_ids),
+        layer_names=np.array(LAYERS),
+        edges_rel=EDGES_REL,
+        scale=np.array([written.hist_scale[i] for i in run_ids]),
+        counts=np.stack([written.hist_counts[i] for i in run_ids]),
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Written, object]:
+    folder = tmp_path_factory.mktemp("results") / "toy"
+    written = write_results(folder)
+    return folder, written, build_report(folder)
+
+
+def _row(summary: pd.DataFrame, arm: str) -> pd.Series:
+    rows = summary[summary["arm"] == arm]
+    assert len(rows) == 1, arm
+    return rows.iloc[0]
+
+
+def test_summary_means_and_stds_match_hand_computation(built) -> None:
+    _, written, report = built
+    for arm in ARMS_IN_ORDER:
+        row = _row(report.summary, arm)
+        for metric in SUMMARY_METRICS:
+            values = written.done_values(arm, metric)
+            mean = statistics.mean(values) if values else NAN
+            std = statistics.stdev(values) if len(values) >= 2 else NAN
+            assert row[f"{metric}_mean"] == pytest.approx(mean, nan_ok=True), (arm, metric)
+            assert row[f"{metric}_std"] == pytest.approx(std, nan_ok=True), (arm, metric)
+
+
+def test_summary_csv_holds_the_same_numbers(built) -> None:
+    folder, _, report = built
+    on_disk = pd.read_csv(folder / "summary.csv")
+    stats = [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    expected_columns = ["arm", "constraint", "c", "gp_lambda", "n", "n_diverged", "n_unfinished"]
+    assert list(on_disk.columns) == expected_columns + stats
+    pd.testing.assert_frame_equal(on_disk[stats], report.summary[stats], check_dtype=False)
+    assert list(on_disk["arm"]) == ARMS_IN_ORDER
+
+
+def test_diverged_and_unfinished_runs_are_counted_not_averaged(built) -> None:
+    _, _, report = built
+    c01 = _row(report.summary, "clip c=0.1")
+    assert (c01["n"], c01["n_diverged"], c01["n_unfinished"]) == (1, 1, 0)
+    assert c01["w1_true_mean"] < 1e3  # the diverged run wrote 1e6
+    assert math.isnan(c01["w1_true_std"])  # a single done run has no spread
+    c001 = _row(report.summary, "clip c=0.01")
+    assert (c001["n"], c001["n_diverged"], c001["n_unfinished"]) == (2, 0, 1)
+    assert c001["critic_loss_mean"] < 1e3
+
+
+def test_arm_labels_order_and_settings(built) -> None:
+    _, _, report = built
+    summary = report.summary
+    assert list(summary["arm"]) == ARMS_IN_ORDER
+    assert list(summary["c"].iloc[:3]) == [0.001, 0.01, 0.1]
+    assert summary["c"].iloc[3:].isna().all()
+    assert _row(summary, "gp λ=10")["gp_lambda"] == 10.0
+    assert math.isnan(_row(summary, "gp λ=10")["clip_frac_mean"])
+
+
+def test_arm_label_formats() -> None:
+    assert arm_label("clip", 0.01, NAN) == "clip c=0.01"
+    assert arm_label("clip", 1e-4, 10.0) == "clip c=0.0001"
+    assert arm_label("gp", NAN, 10.0) == "gp λ=10"
+    assert arm_label("sn", NAN, NAN) == "sn"
+    assert arm_label("none", 0.01, NAN) == "none"
+    assert arm_label("lp", 0.5, NAN) == "lp c=0.5"
+
+
+def test_files_written_and_pngs_decode(built) -> None:
+    folder, _, report = built
+    names = sorted(p.relative_to(folder).as_posix() for p in report.files)
+    assert names == [
+        "plots/clip_frac.png",
+        "plots/w_vs_step.png",
+        "plots/weight_hist.png",
+        "report.md",
+        "summary.csv",
+    ]
+    for png in (p for p in report.files if p.suffix == ".png"):
+        image = mpimg.imread(png)
+        assert image.shape[0] > 200 and image.shape[1] > 200, png
+        assert float(np.std(image[..., :3])) > 0.01, f"{png} looks blank"
+
+
+def test_report_md_links_resolve_and_explain_metrics(built) -> None:
+    folder, _, report = built
+    text = (folder / "report.md").read_text(encoding="utf-8")
+    assert text.startswith("# WGAN report: toy-sweep")
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert sorted(links) == ["plots/clip_frac.png", "plots/w_vs_step.png", "plots/weight_hist.png"]
+    assert all((folder / link).is_file() for link in links)
+    for metric in SUMMARY_METRICS:
+        assert f"**{metric}**" in text
+    assert "| clip c=0.001 |" in text
+    assert "clip-0.1-s1" in text  # diverged runs are listed
+
+
+def test_terminal_table(built) -> None:
+    _, _, report = built
+    lines = report.table.splitlines()
+    assert lines[0].split()[:4] == ["arm", "n", "div", "unf"]
+    body = lines[2 : 2 + len(ARMS_IN_ORDER)]
+    assert [line.split("  ")[0].strip() for line in body] == ARMS_IN_ORDER
+    assert "±" in report.table
+    assert "gen_loss" not in report.table
+
+
+def test_format_mean_std() -> None:
+    assert format_mean_std(0.012345, 0.0045) == "0.0123 ± 0.0045"
+    assert format_mean_std(0.5, NAN) == "0.5"
+    assert format_mean_std(NAN, NAN) == "-"
+
+
+def test_arm_histograms_sum_layers_and_runs_in_weight_units(built) -> None:
+    folder, written, _ = built
+    hist = read_histograms(folder / "histograms.npz")
+    assert hist is not None
+    ids = ["clip-0.01-s0", "clip-0.01-s1"]
+    summed = arm_histograms(hist, ids)
+    assert summed is not None
+    edges, counts = summed
+    np.testing.assert_allclose(edges, EDGES_REL * 0.01)
+    expected = sum(written.hist_counts[i].sum(axis=0) for i in ids)
+    np.testing.assert_array_equal(counts, expected)
+    assert arm_histograms(hist, ["not-a-run"]) is None
+
+
+def test_arm_histograms_rebin_runs_with_different_scales(built) -> None:
+    folder, written, _ = built
+    hist = read_histograms(folder / "histograms.npz")
+    ids = ["gp-s0", "gp-s1"]  # scales 0.5 and 0.6
+    edges, counts = arm_histograms(hist, ids)
+    np.testing.assert_allclose(edges, EDGES_REL * 0.6)
+    total = sum(int(written.hist_counts[i].sum()) for i in ids)
+    assert counts.sum() == pytest.approx(total)  # nothing lost when spreading onto wider bins
+
+
+def test_rebinning_splits_a_bin_by_overlap() -> None:
+    # edges_rel [0, 1, 3]: run a (scale 1) has bins [0,1], [1,3]; run b (scale 2) has [0,2],
+    # [2,6]. a's [1,3] bin straddles b's edge at 2, so its 4 counts split 2 / 2.
+    hist = Histograms(
+        run_ids=np.array(["a", "b"]),
+        edges_rel=np.array([0.0, 1.0, 3.0]),
+        scale=np.array([1.0, 2.0]),
+        counts=np.array([[[2, 4]], [[10, 20]]]),
+    )
+    edges, counts = arm_histograms(hist, ["a", "b"])
+    np.testing.assert_allclose(edges, [0.0, 2.0, 6.0])
+    np.testing.assert_allclose(counts, [10 + 2 + 2, 20 + 2])
+
+
+def test_extra_columns_are_tolerated_and_not_reported(built) -> None:
+    _, _, report = built
+    assert not any("mystery" in col or "future" in col for col in report.summary.columns)
+
+
+def test_without_histograms_and_with_separate_out(tmp_path: Path) -> None:
+    folder, out = tmp_path / "res", tmp_path / "elsewhere" / "rep"
+    write_results(folder, histograms=False)
+    report = build_report(folder, out)
+    assert all(p.is_relative_to(out) and p.is_file() for p in report.files)
+    assert not (out / "plots" / "weight_hist.png").exists()
+    assert "weight_hist" not in (out / "report.md").read_text(encoding="utf-8")
+    assert not (folder / "report.md").exists()
+
+
+def test_missing_runs_csv_names_it(tmp_path: Path) -> None:
+    write_results(tmp_path, histograms=False)
+    (tmp_path / "runs.csv").unlink()
+    with pytest.raises(WganError, match=r"runs\.csv"):
+        build_report(tmp_path)
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(WganError, match="does not exist"):
+        build_report(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "pattern"),
+    [
+        ("metrics.csv", "", r"metrics\.csv is empty"),
+        ("runs.csv", "", r"runs\.csv is empty"),
+        ("metrics.csv", "run_id,step,w_estimate,w1_true,clip_frac\n", r"metrics\.csv has no rows"),
+        ("runs.csv", "run_id,constraint,c\nA,clip,0.01\n", r"runs\.csv lacks .*status"),
+        ("metrics.csv", "run_id,step\nA,0\n", r"metrics\.csv lacks .*w_estimate"),
+        ("histograms.npz", "not a zip", r"histograms\.npz cannot be read"),
+    ],
+)
+def test_unusable_files_give_one_line_errors(
+    tmp_path: Path, name: str, content: str, pattern: str
+) -> None:
+    write_results(tmp_path, histograms=False)
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    with pytest.raises(WganError, match=pattern) as info:
+        build_report(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_histograms_with_wrong_shapes(tmp_path: Path) -> None:
+    write_results(tmp_path, histograms=False)
+    np.savez(
+        tmp_path / "histograms.npz",
+        run_ids=np.array(["a"]),
+        layer_names=np.array(["l"]),
+        edges_rel=np.linspace(-1, 1, 5),
+        scale=np.array([0.01]),
+        counts=np.zeros((1, 1, 3), dtype=int),
+    )
+    with pytest.raises(WganError, match=r"histograms\.npz has inconsistent arrays"):
+        build_report(tmp_path)

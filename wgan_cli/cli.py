@@ -1,0 +1,139 @@
+"""The `wgan` command line: parse, call, print. No training logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wgan_cli import __version__
+from wgan_cli.errors import WganError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train and sweep weight-clipped WGANs, and report what the clipping constant c does.",
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Experiment YAML (default: the built-in swiss-roll config)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config field, e.g. --set train.steps=200. Repeatable."),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="New results folder (default: results/<name>-<timestamp>)."),
+]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a WganError into `error: ...` on stderr and exit code 2, with no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WganError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wgan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Train and sweep weight-clipped WGANs, and report what the clipping constant c does."""
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path, typer.Option("--config", help="Experiment YAML file.")],
+    set_: SetOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Train one run: the config's own c and seed."""
+    _sweep(config, None, None, set_ or [], out)
+
+
+@app.command()
+@user_errors
+def sweep(
+    config: ConfigOpt = None,
+    c: Annotated[
+        str | None,
+        typer.Option("--c", help="Comma-separated clipping constants, e.g. 0.001,0.01,0.1."),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
+    ] = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Train every (c, seed) pair into one results folder, one compiled program per shape."""
+    from wgan_cli.sweep import parse_list
+
+    cs = parse_list(c, "--c", float) if c is not None else None
+    seed_list = parse_list(seeds, "--seeds", int) if seeds is not None else None
+    _sweep(config, cs, seed_list, set_ or [], out)
+
+
+@app.command()
+@user_errors
+def report(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by train or sweep.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: the results folder).")
+    ] = None,
+) -> None:
+    """Summarise a results folder: a table per c, summary.csv, report.md and plots."""
+    from wgan_cli.report import build_report
+
+    if not folder.is_dir():
+        raise WganError(f"results folder not found: {folder}")
+    result = build_report(folder, out)
+    typer.echo(result.table)
+    typer.echo(f"wrote {', '.join(str(p) for p in result.files)}")
+
+
+def _sweep(
+    config: Path | None, cs: list[float] | None, seeds: list[int] | None, sets: list[str], out
+) -> None:
+    from wgan_cli.config import load_config
+    from wgan_cli.sweep import run_sweep
+
+    cfg = load_config(config, sets)
+    if cfg.constraint.kind != "clip" and cs is not None:
+        raise WganError(f"--c applies to constraint.kind clip, not {cfg.constraint.kind}")
+    if out is None:
+        out = Path("results") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    result = run_sweep(cfg, cs, seeds, out, progress=lambda line: print(line, file=sys.stderr))
+    run_steps = result.generator_steps
+    typer.echo(
+        f"{len(result.runs)} runs in {result.wall_s:.1f}s "
+        f"({run_steps / result.wall_s:.1f} run-iterations/s) -> {result.folder}"
+    )
+    diverged = [r["run_id"] for r in result.runs if r["status"] == "diverged"]
+    if diverged:
+        typer.echo(f"diverged: {', '.join(diverged)}", err=True)
+    typer.echo(f"next: wgan report {result.folder}")

@@ -1,0 +1,80 @@
+"""The weight-clipping constraint as an optax transform, last in the critic's chain.
+
+Putting the projection inside the optimizer chain (rather than clipping after
+`apply_updates`) keeps the critic step a single pure `update` / `apply_updates` pair, and
+makes "clip after every critic update" impossible to forget anywhere a step is taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def clip_to_box(c: jax.Array | float, kernels_only: bool = False) -> optax.GradientTransformation:
+    """Rewrite updates so that params + updates lies in [-c, c] for every parameter.
+
+    `c` may be a traced array, so a sweep over c shares one compiled program. With
+    kernels_only, leaves named "bias" are passed through unchanged.
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: optax.EmptyState, params: Any = None):
+        if params is None:
+            raise ValueError(
+                "clip_to_box needs the current params: call update(updates, state, params)"
+            )
+
+        def project(path: tuple, u: jax.Array, p: jax.Array) -> jax.Array:
+            if kernels_only and _leaf_name(path) == "bias":
+                return u
+            return _landing_update(p, u, jnp.asarray(c, p.dtype))
+
+        return jax.tree_util.tree_map_with_path(project, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def clip_params(params: Any, c: jax.Array | float, kernels_only: bool = False) -> Any:
+    """Project params themselves into [-c, c] (used once, on the freshly initialised critic)."""
+
+    def project(path: tuple, p: jax.Array) -> jax.Array:
+        if kernels_only and _leaf_name(path) == "bias":
+            return p
+        return jnp.clip(p, -c, c).astype(p.dtype)
+
+    return jax.tree_util.tree_map_with_path(project, params)
+
+
+def _landing_update(p: jax.Array, u: jax.Array, c: jax.Array) -> jax.Array:
+    """An update u' whose landing point fl(p + u') is clip(p + u, -c, c), or the nearest float
+    to it that a single addition to p can reach without leaving the box.
+
+    Where p + u already lies in the box, u' is u itself, so unclipped steps are bit-for-bit
+    the optimizer's own. Elsewhere, rounding in (target - p) can make p + u' overshoot c by
+    an ulp or more, which would break the promise that every weight lies in [-c, c].
+    Rounding of p + u' is monotone in u', so nudging u' one float at a time towards the
+    target, never across the box's edge, fixes it; a few nudges cover parameters in or
+    near the box (far larger ones still land inside, an ulp of u' from the edge).
+    """
+    free = p + u
+    target = jnp.clip(free, -c, c)
+    step = jnp.where(jnp.abs(free) <= c, u, target - p)
+    for _ in range(4):
+        landed = p + step
+        up, down = jnp.nextafter(step, jnp.inf), jnp.nextafter(step, -jnp.inf)
+        go_up = (landed < -c) | ((landed < target) & (p + up <= c))
+        go_down = (landed > c) | ((landed > target) & (p + down >= -c))
+        step = jnp.where(go_up, up, jnp.where(go_down, down, step))
+    return step
+
+
+def _leaf_name(path: tuple) -> str:
+    last = path[-1] if path else None
+    return str(getattr(last, "key", getattr(last, "name", last)))

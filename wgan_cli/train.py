@@ -1,0 +1,262 @@
+"""The training loop: pure functions over a run's state, vmapped over runs, scanned over steps.
+
+One *group* of runs (same shapes, different c / learning rates / seeds) is one compiled
+program. Per-run values live in `Hyper` arrays with a leading run axis, so a new c or seed
+reuses the compiled program. The host sees only what `train_chunk` returns: one row of
+diagnostics per run every `log_every` generator steps.
+
+Loss convention: the critic minimises mean f(fake) - mean f(real); the generator minimises
+-mean f(fake); w_estimate = mean f(real) - mean f(fake) on held-out samples.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wgan_cli import metrics
+from wgan_cli.config import Config
+from wgan_cli.constraints import clip_params, clip_to_box
+from wgan_cli.data import DataSpec, sample_heldout, sample_train
+from wgan_cli.models import MLP, critic_fn
+
+#: Histogram bin edges in units of the scale (c under clipping): a bin of its own past ±c.
+HIST_EDGES_REL = np.linspace(-1.05, 1.05, 43)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything static about a group: shapes, data set and which code paths run.
+
+    It is hashable, so one jitted function per distinct Program is compiled and cached.
+    """
+
+    data: DataSpec
+    critic: MLP
+    generator: MLP
+    noise_dim: int
+    batch_size: int
+    n_critic: int
+    log_every: int
+    eval_samples: int
+    constraint: str
+    clip_kernels_only: bool
+    critic_opt: str
+    gen_opt: str
+
+    @classmethod
+    def from_config(cls, cfg: Config, data: DataSpec) -> Program:
+        return cls(
+            data=data,
+            critic=MLP(cfg.critic.hidden, cfg.critic.depth, 1, cfg.critic.activation),
+            generator=MLP(
+                cfg.generator.hidden,
+                cfg.generator.depth,
+                data.dim,
+                cfg.generator.activation,
+                squash=data.bounded,
+            ),
+            noise_dim=cfg.generator.noise_dim,
+            batch_size=cfg.train.batch_size,
+            n_critic=cfg.train.n_critic,
+            log_every=cfg.train.log_every,
+            eval_samples=cfg.train.eval_samples,
+            constraint=cfg.constraint.kind,
+            clip_kernels_only=cfg.constraint.clip == "kernels",
+            critic_opt=cfg.optim.critic.name,
+            gen_opt=cfg.optim.generator.name,
+        )
+
+
+class Hyper(NamedTuple):
+    """Per-run hyperparameters: traced scalars, never baked into the compiled program."""
+
+    c: jax.Array
+    lr_critic: jax.Array
+    lr_gen: jax.Array
+
+
+class RunState(NamedTuple):
+    critic: Any
+    gen: Any
+    critic_opt: Any
+    gen_opt: Any
+    key: jax.Array
+    eval_key: jax.Array
+    step: jax.Array  # generator iterations done
+    critic_updates: jax.Array
+    diverged_step: jax.Array  # first generator step with a non-finite loss; -1 while healthy
+
+
+def make_optimizer(name: str, lr: jax.Array) -> optax.GradientTransformation:
+    """The named optimizer with a traced learning rate.
+
+    RMSProp matches PyTorch's (decay 0.99, eps 1e-8 outside the root), which the WGAN paper's
+    code used; Adam uses WGAN-GP's code's betas (0.5, 0.9).
+    """
+    if name == "rmsprop":
+        return optax.rmsprop(lr, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+    if name == "adam":
+        return optax.adam(lr, b1=0.5, b2=0.9)
+    if name == "sgd":
+        return optax.sgd(lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def critic_tx(prog: Program, hp: Hyper) -> optax.GradientTransformation:
+    """The critic's chain: its optimizer, then (under clipping) the projection, always last."""
+    opt = make_optimizer(prog.critic_opt, hp.lr_critic)
+    if prog.constraint == "clip":
+        return optax.chain(opt, clip_to_box(hp.c, prog.clip_kernels_only))
+    return opt
+
+
+def gen_tx(prog: Program, hp: Hyper) -> optax.GradientTransformation:
+    return make_optimizer(prog.gen_opt, hp.lr_gen)
+
+
+def init_run(prog: Program, key: jax.Array, hp: Hyper) -> RunState:
+    """Fresh networks and optimizer states; under clipping the critic starts inside the box."""
+    k_critic, k_gen, k_train, k_eval = jax.random.split(key, 4)
+    critic = prog.critic.init(k_critic, jnp.zeros((1, prog.data.dim)))
+    if prog.constraint == "clip":
+        critic = clip_params(critic, hp.c, prog.clip_kernels_only)
+    gen = prog.generator.init(k_gen, jnp.zeros((1, prog.noise_dim)))
+    zero = jnp.zeros((), jnp.int32)
+    return RunState(
+        critic=critic,
+        gen=gen,
+        critic_opt=critic_tx(prog, hp).init(critic),
+        gen_opt=gen_tx(prog, hp).init(gen),
+        key=k_train,
+        eval_key=k_eval,
+        step=zero,
+        critic_updates=zero,
+        diverged_step=zero - 1,
+    )
+
+
+def critic_loss(prog: Program, critic: Any, real: jax.Array, fake: jax.Array) -> jax.Array:
+    """mean f(fake) - mean f(real): one forward pass over both halves."""
+    f = critic_fn(prog.critic, critic)(jnp.concatenate([real, fake]))
+    return f[real.shape[0] :].mean() - f[: real.shape[0]].mean()
+
+
+def generate(prog: Program, gen: Any, key: jax.Array, n: int) -> jax.Array:
+    z = jax.random.normal(key, (n, prog.noise_dim))
+    return prog.generator.apply(gen, z)
+
+
+def critic_step(
+    prog: Program, hp: Hyper, arrays: dict, state: RunState, key: jax.Array
+) -> tuple[RunState, jax.Array]:
+    k_real, k_fake = jax.random.split(key)
+    real = sample_train(prog.data, arrays, k_real, prog.batch_size)
+    fake = jax.lax.stop_gradient(generate(prog, state.gen, k_fake, prog.batch_size))
+    loss, grads = jax.value_and_grad(functools.partial(critic_loss, prog))(state.critic, real, fake)
+    updates, opt = critic_tx(prog, hp).update(grads, state.critic_opt, state.critic)
+    critic = optax.apply_updates(state.critic, updates)
+    return state._replace(critic=critic, critic_opt=opt), loss
+
+
+def generator_step(
+    prog: Program, hp: Hyper, state: RunState, key: jax.Array
+) -> tuple[RunState, jax.Array]:
+    def loss_fn(gen: Any) -> jax.Array:
+        fake = generate(prog, gen, key, prog.batch_size)
+        return -critic_fn(prog.critic, state.critic)(fake).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.gen)
+    updates, opt = gen_tx(prog, hp).update(grads, state.gen_opt, state.gen)
+    return state._replace(gen=optax.apply_updates(state.gen, updates), gen_opt=opt), loss
+
+
+def generator_iteration(
+    prog: Program, hp: Hyper, arrays: dict, state: RunState
+) -> tuple[RunState, jax.Array]:
+    """n_critic clipped critic updates, then one generator update.
+
+    A run whose loss turns non-finite keeps its last finite state from then on (its updates
+    are masked off) and records the step, so one diverging c cannot poison the group.
+    """
+    key, k_critic, k_gen = jax.random.split(state.key, 3)
+    new, critic_losses = jax.lax.scan(
+        lambda s, k: critic_step(prog, hp, arrays, s, k),
+        state._replace(key=key),
+        jax.random.split(k_critic, prog.n_critic),
+    )
+    new, gen_loss = generator_step(prog, hp, new, k_gen)
+    losses = jnp.stack([critic_losses[-1], gen_loss])
+    healthy = (state.diverged_step < 0) & jnp.all(jnp.isfinite(losses))
+    new = new._replace(step=state.step + 1, critic_updates=state.critic_updates + prog.n_critic)
+    frozen = state._replace(
+        diverged_step=jnp.where(state.diverged_step < 0, state.step + 1, state.diverged_step)
+    )
+    out = jax.tree_util.tree_map(lambda a, b: jnp.where(healthy, a, b), new, frozen)
+    return out, losses
+
+
+def evaluate(prog: Program, hp: Hyper, arrays: dict, state: RunState) -> dict[str, jax.Array]:
+    """Diagnostics on held-out samples, drawn from an eval key stream apart from training's.
+
+    Keeping evaluation off the training key stream means log_every never changes a run.
+    """
+    k_real, k_fake = jax.random.split(jax.random.fold_in(state.eval_key, state.step))
+    real = sample_heldout(prog.data, arrays, k_real, prog.eval_samples)
+    fake = generate(prog, state.gen, k_fake, prog.eval_samples)
+    f = critic_fn(prog.critic, state.critic)
+    abs_mean, abs_max = metrics.weight_abs_stats(state.critic)
+    return {
+        "w_estimate": f(real).mean() - f(fake).mean(),
+        "clip_frac": metrics.clip_fraction(state.critic, hp.c),
+        "weight_abs_mean": abs_mean,
+        "weight_abs_max": abs_max,
+        "grad_norm_real": metrics.input_grad_norms(f, real).mean(),
+        "grad_norm_fake": metrics.input_grad_norms(f, fake).mean(),
+        "real": real,
+        "fake": fake,
+    }
+
+
+def train_chunk(
+    prog: Program, state: RunState, hp: Hyper, arrays: dict
+) -> tuple[RunState, dict[str, jax.Array]]:
+    """log_every generator iterations in one scan, then one row of diagnostics."""
+    state, losses = jax.lax.scan(
+        lambda s, _: generator_iteration(prog, hp, arrays, s), state, None, prog.log_every
+    )
+    row = evaluate(prog, hp, arrays, state)
+    row["critic_loss"] = losses[:, 0].mean()
+    row["gen_loss"] = losses[:, 1].mean()
+    row["step"] = state.step
+    row["critic_updates"] = state.critic_updates
+    row["diverged_step"] = state.diverged_step
+    return state, row
+
+
+def final_histograms(prog: Program, hp: Hyper, state: RunState) -> jax.Array:
+    """Per-layer weight histograms in units of c (of the largest weight without clipping)."""
+    scale = hp.c if prog.constraint == "clip" else metrics.weight_abs_stats(state.critic)[1]
+    return metrics.layer_histograms(state.critic, scale, HIST_EDGES_REL)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled(prog: Program) -> tuple[Callable, Callable, Callable]:
+    """(init, chunk, histograms) for a group: jit over vmap over the leading run axis.
+
+    Cached per Program, so every sweep of the same shapes in this process reuses the
+    compiled code whatever its c, learning rates or seeds.
+    """
+    init = jax.jit(jax.vmap(functools.partial(init_run, prog)))
+    chunk = jax.jit(
+        jax.vmap(functools.partial(train_chunk, prog), in_axes=(0, 0, None)), donate_argnums=0
+    )
+    hist = jax.jit(jax.vmap(functools.partial(final_histograms, prog)))
+    return init, chunk, hist
