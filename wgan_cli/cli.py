@@ -36,7 +36,10 @@ OutOpt = Annotated[
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a WganError into `error: ...` on stderr and exit code 2, with no traceback."""
+    """Turn a WganError into `error: ...` on stderr and exit code 2, with no traceback.
+
+    Ctrl-C also ends with one line: what was already written stays, whole, in the folder.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,6 +48,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except WganError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: rows already written are kept", err=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 

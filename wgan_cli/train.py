@@ -27,8 +27,8 @@ from wgan_cli.constraints import clip_params, clip_to_box
 from wgan_cli.data import DataSpec, sample_heldout, sample_train
 from wgan_cli.models import MLP, critic_fn
 
-#: Histogram bin edges in units of the scale (c under clipping): a bin of its own past ±c.
-HIST_EDGES_REL = np.linspace(-1.05, 1.05, 43)
+#: Histogram bin edges in units of the scale (c under clipping): bins centred on -c, 0 and +c.
+HIST_EDGES_REL = np.linspace(-1.025, 1.025, 42)
 
 
 @dataclass(frozen=True)
