@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import wgan_cli.sweep
 from wgan_cli.cli import app
+from wgan_cli.config import resolve
 from wgan_cli.errors import WganError
 from wgan_cli.sweep import SweepResult, parse_list
 
@@ -50,8 +51,11 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Replace training with a fake that records what the CLI passed to run_sweep."""
     calls: list[dict] = []
 
-    def run_sweep(cfg, cs, seeds, out, progress=lambda _: None):
-        calls.append({"cfg": cfg, "cs": cs, "seeds": seeds, "out": Path(out)})
+    def run_sweep(raw, grid, out, progress=lambda _: None):
+        cfg = resolve(raw)
+        calls.append(
+            {"cfg": cfg, "cs": grid.cs, "seeds": grid.seeds, "grid": grid, "out": Path(out)}
+        )
         runs = [{"run_id": "aaaaaaaaaaaa", "status": "done"}]
         if cfg.name == "diverging":
             runs.append({"run_id": "bbbbbbbbbbbb", "status": "diverged"})
@@ -325,7 +329,7 @@ def test_tiny_real_train_applies_overrides(runner: CliRunner, tmp_path: Path):
     assert "error:" not in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout.strip().splitlines()[-1] == f"next: wgan report {out}"
-    saved = yaml.safe_load((out / "sweep.yaml").read_text())["config"]
+    saved = yaml.safe_load((out / "sweep.yaml").read_text())["runs"][0]
     assert saved["critic"]["hidden"] == 8 and saved["generator"]["hidden"] == 8
     assert saved["train"]["steps"] == 4 and saved["train"]["batch_size"] == 16
     assert saved["constraint"]["c"] == 0.01  # the file's own c, untouched by train

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from wgan_cli.cli import app
-from wgan_cli.config import load_config
-from wgan_cli.sweep import expand
+from wgan_cli.config import load_raw
+from wgan_cli.sweep import Grid, expand
 
 TINY = [
     "critic.hidden=8",
@@ -52,7 +52,7 @@ def test_runs_csv_has_one_finished_row_per_c_and_seed(swept: Path):
 
 def test_run_ids_are_the_hash_of_the_resolved_settings(swept: Path):
     runs = pd.read_csv(swept / "runs.csv", dtype={"run_id": str})
-    again = expand(load_config(None, TINY), [0.001, 0.1], [0, 1])
+    again = expand(load_raw(None, TINY), Grid(cs=[0.001, 0.1], seeds=[0, 1]))
     assert set(runs.run_id) == {r.run_id for r in again}
 
 

@@ -26,13 +26,20 @@ def tiny_program(*extra: str) -> Program:
     return Program.from_config(cfg, spec)
 
 
-def hyper(cs, lr_critic=5e-5, lr_gen=5e-5) -> Hyper:
+def hyper(cs, lr_critic=5e-5, lr_gen=5e-5, gp_lambda=10.0) -> Hyper:
+    """Per-run arrays with a leading run axis, one run per c."""
     n = len(cs)
     return Hyper(
         jnp.asarray(cs, jnp.float32),
         jnp.full((n,), lr_critic, jnp.float32),
         jnp.full((n,), lr_gen, jnp.float32),
+        jnp.full((n,), gp_lambda, jnp.float32),
     )
+
+
+def one_run(c: float) -> Hyper:
+    """Scalar hyperparameters of a single, unvmapped run."""
+    return jax.tree_util.tree_map(lambda a: a[0], hyper([c]))
 
 
 def numpy_critic(params: dict, x: np.ndarray) -> np.ndarray:
@@ -49,7 +56,7 @@ def numpy_critic(params: dict, x: np.ndarray) -> np.ndarray:
 
 def test_critic_loss_is_minus_the_w_estimate_on_the_same_batch():
     prog = tiny_program()
-    hp = Hyper(jnp.float32(0.05), jnp.float32(5e-5), jnp.float32(5e-5))
+    hp = one_run(0.05)
     state = init_run(prog, jax.random.key(1), hp)
     real = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
     fake = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32) + 1.0
@@ -60,7 +67,7 @@ def test_critic_loss_is_minus_the_w_estimate_on_the_same_batch():
 
 def test_evaluate_w_estimate_is_mean_real_minus_mean_fake():
     prog = tiny_program()
-    hp = Hyper(jnp.float32(0.05), jnp.float32(5e-5), jnp.float32(5e-5))
+    hp = one_run(0.05)
     state = init_run(prog, jax.random.key(2), hp)
     row = evaluate(prog, hp, {}, state)
     real, fake = np.asarray(row["real"]), np.asarray(row["fake"])
@@ -121,9 +128,10 @@ def test_a_diverging_run_is_frozen_and_the_others_go_on():
     init, chunk, _ = compiled(prog)
     key = jax.random.key(5)
     hp = Hyper(
-        jnp.array([0.01, 0.01], jnp.float32),
+        jnp.array([jnp.inf, jnp.inf], jnp.float32),  # no clipping: the box is unbounded
         jnp.array([1e-3, jnp.inf], jnp.float32),  # run 1's first update is inf * grad
         jnp.array([1e-3, 1e-3], jnp.float32),
+        jnp.array([10.0, 10.0], jnp.float32),
     )
     start = init(jnp.stack([key, key]), hp)
     start_critic_1 = jax.tree_util.tree_map(lambda a: np.asarray(a[1]), start.critic)
@@ -144,7 +152,7 @@ def test_a_diverging_run_is_frozen_and_the_others_go_on():
 
 def test_the_clipped_critic_starts_inside_the_box():
     prog = tiny_program()
-    hp = Hyper(jnp.float32(0.001), jnp.float32(5e-5), jnp.float32(5e-5))
+    hp = one_run(0.001)
     state = init_run(prog, jax.random.key(0), hp)
     unclipped = prog.critic.init(jax.random.split(jax.random.key(0), 4)[0], jnp.zeros((1, 2)))
     for a, b in zip(

@@ -78,8 +78,10 @@ def train(
     set_: SetOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """Train one run: the config's own c and seed."""
-    _sweep(config, None, None, set_ or [], out)
+    """Train one run: the config's own constraint, c (or λ) and seed."""
+    from wgan_cli.sweep import Grid
+
+    _sweep(config, Grid(), set_ or [], out)
 
 
 @app.command()
@@ -93,15 +95,33 @@ def sweep(
     seeds: Annotated[
         str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
     ] = None,
+    constraint: Annotated[
+        str | None,
+        typer.Option(
+            "--constraint",
+            help="Comma-separated arms from clip, gp, sn, none (default: the config's).",
+        ),
+    ] = None,
+    gp_lambda: Annotated[
+        str | None,
+        typer.Option("--gp-lambda", help="Comma-separated gradient-penalty weights, e.g. 1,10."),
+    ] = None,
     set_: SetOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """Train every (c, seed) pair into one results folder, one compiled program per shape."""
-    from wgan_cli.sweep import parse_list
+    """Train every arm x setting x seed into one results folder, one program per shape.
 
-    cs = parse_list(c, "--c", float) if c is not None else None
-    seed_list = parse_list(seeds, "--seeds", int) if seeds is not None else None
-    _sweep(config, cs, seed_list, set_ or [], out)
+    The clip arm runs once per --c, the gp arm once per --gp-lambda, sn and none once each.
+    """
+    from wgan_cli.sweep import Grid, parse_list
+
+    grid = Grid(
+        arms=[a.strip() for a in constraint.split(",")] if constraint is not None else None,
+        cs=parse_list(c, "--c", float) if c is not None else None,
+        gp_lambdas=parse_list(gp_lambda, "--gp-lambda", float) if gp_lambda is not None else None,
+        seeds=parse_list(seeds, "--seeds", int) if seeds is not None else None,
+    )
+    _sweep(config, grid, set_ or [], out)
 
 
 @app.command()
@@ -122,18 +142,16 @@ def report(
     typer.echo(f"wrote {', '.join(str(p) for p in result.files)}")
 
 
-def _sweep(
-    config: Path | None, cs: list[float] | None, seeds: list[int] | None, sets: list[str], out
-) -> None:
-    from wgan_cli.config import load_config
-    from wgan_cli.sweep import run_sweep
+def _sweep(config: Path | None, grid, sets: list[str], out: Path | None) -> None:
+    from wgan_cli.config import load_raw, resolve
+    from wgan_cli.sweep import check_grid, run_sweep
 
-    cfg = load_config(config, sets)
-    if cfg.constraint.kind != "clip" and cs is not None:
-        raise WganError(f"--c applies to constraint.kind clip, not {cfg.constraint.kind}")
+    raw = load_raw(config, sets)
+    for warning in check_grid(raw, grid):
+        typer.echo(f"warning: {warning}", err=True)
     if out is None:
-        out = Path("results") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_sweep(cfg, cs, seeds, out, progress=lambda line: print(line, file=sys.stderr))
+        out = Path("results") / f"{resolve(raw).name}-{datetime.now():%Y%m%d-%H%M%S}"
+    result = run_sweep(raw, grid, out, progress=lambda line: print(line, file=sys.stderr))
     run_steps = result.generator_steps
     typer.echo(
         f"{len(result.runs)} runs in {result.wall_s:.1f}s "

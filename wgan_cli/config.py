@@ -7,6 +7,7 @@ names are public interface: users' YAML files and `--set a.b=v` overrides depend
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -23,7 +24,7 @@ from wgan_cli.errors import WganError
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
-CONSTRAINTS = ("clip", "none")
+CONSTRAINTS = ("clip", "gp", "sn", "none")
 CLIP_TARGETS = ("all", "kernels")
 
 
@@ -66,7 +67,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ConstraintConfig:
     kind: str = _f("clip", "how the critic is kept Lipschitz", choices=CONSTRAINTS)
-    c: float = _f(0.01, "clip every critic parameter into [-c, c]", gt=0.0)
+    c: float = _f(0.01, "clip every critic parameter into [-c, c] (clip only)", gt=0.0)
+    gp_lambda: float = _f(10.0, "weight of the gradient penalty (gp only)", gt=0.0)
     clip: str = _f("all", "which critic parameters are clipped", choices=CLIP_TARGETS)
 
 
@@ -99,13 +101,60 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+#: Defaults that depend on the constraint arm, applied under whatever the user set. WGAN-GP's
+#: Adam (lr 1e-4, betas fixed in train.make_optimizer) suits gp and sn; clip and none keep the
+#: WGAN paper's RMSProp.
+ARM_DEFAULTS: dict[str, dict[str, Any]] = {
+    kind: {"optim": {net: {"name": "adam", "lr": 1.0e-4} for net in ("critic", "generator")}}
+    for kind in ("gp", "sn")
+}
+
+
 def load_config(path: Path | None, overrides: list[str] = ()) -> Config:
     """The default experiment, updated by a YAML file and then by `key=value` overrides."""
+    return resolve(load_raw(path, overrides))
+
+
+def load_raw(path: Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+    """Only what the user set (file, then overrides), checked by resolving it once.
+
+    Sweeps keep this rather than a Config, so that each arm's own defaults apply wherever
+    the user left a field unset.
+    """
     raw: dict[str, Any] = {} if path is None else _read_yaml(path)
     for item in overrides:
         key, value = _parse_override(item)
         _set_path(raw, key, value)
-    return from_dict(raw)
+    resolve(raw)
+    return raw
+
+
+def resolve(raw: dict[str, Any], values: dict[str, Any] | None = None) -> Config:
+    """The Config for user settings raw plus dotted values, over the arm's defaults."""
+    raw = copy.deepcopy(raw)
+    for key, value in (values or {}).items():
+        _set_path(raw, key, value)
+    kind = raw.get("constraint", {}).get("kind", ConstraintConfig.kind)
+    return from_dict(_merge(copy.deepcopy(ARM_DEFAULTS.get(kind, {})), raw))
+
+
+def is_set(raw: dict[str, Any], key: str) -> bool:
+    """Whether the user set dotted key themselves."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
 
 
 def with_values(cfg: Config, values: dict[str, Any]) -> Config:

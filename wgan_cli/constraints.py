@@ -7,6 +7,7 @@ makes "clip after every critic update" impossible to forget anywhere a step is t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -78,3 +79,24 @@ def _landing_update(p: jax.Array, u: jax.Array, c: jax.Array) -> jax.Array:
 def _leaf_name(path: tuple) -> str:
     last = path[-1] if path else None
     return str(getattr(last, "key", getattr(last, "name", last)))
+
+
+def interpolates(key: jax.Array, real: jax.Array, fake: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """WGAN-GP's random points x̂ = ε x_real + (1 - ε) x_fake, one ε ~ U(0, 1) per sample.
+
+    ε has shape (B, 1, ..., 1), so every coordinate of a sample moves along the same segment.
+    """
+    eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    return eps * real + (1.0 - eps) * fake, eps
+
+
+def gradient_penalty(
+    f: Callable[[jax.Array], jax.Array], x_hat: jax.Array, gp_lambda: jax.Array | float
+) -> jax.Array:
+    """Per-sample two-sided penalty λ (‖∇x f(x̂)‖ - 1)², the norm over all non-batch axes.
+
+    A tiny constant under the root keeps the penalty's own gradient finite where ∇f = 0.
+    """
+    grads = jax.grad(lambda x: jnp.sum(f(x)))(x_hat)
+    sq = jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1)
+    return gp_lambda * jnp.square(jnp.sqrt(sq + 1e-12) - 1.0)

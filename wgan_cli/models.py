@@ -24,7 +24,9 @@ class MLP(nn.Module):
     """`depth` hidden Dense layers of `hidden` units, then a linear Dense to `out_dim`.
 
     Layers are named Dense_0 .. Dense_depth, so per-layer diagnostics can index them in order.
-    `squash` ends in tanh, for data that lives in [-1, 1].
+    `squash` ends in tanh, for data that lives in [-1, 1]. `spectral` wraps every layer in
+    flax's SpectralNorm, whose power-iteration vectors live in the "batch_stats" collection,
+    apart from the trainable "params", and advance only when update_stats is true.
     """
 
     hidden: int
@@ -32,16 +34,19 @@ class MLP(nn.Module):
     out_dim: int
     activation: str = "relu"
     squash: bool = False
+    spectral: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
         act = ACTIVATION_FNS[self.activation]
-        for _ in range(self.depth):
-            x = act(nn.Dense(self.hidden)(x))
-        x = nn.Dense(self.out_dim)(x)
+        for i in range(self.depth + 1):
+            layer = nn.Dense(self.hidden if i < self.depth else self.out_dim)
+            x = nn.SpectralNorm(layer)(x, update_stats=update_stats) if self.spectral else layer(x)
+            if i < self.depth:
+                x = act(x)
         return jnp.tanh(x) if self.squash else x
 
 
-def critic_fn(module: MLP, params: dict) -> Callable[[jax.Array], jax.Array]:
-    """f(x): (n, d) -> (n,), the scalar critic value per sample."""
-    return lambda x: module.apply(params, x)[:, 0]
+def critic_fn(module: MLP, variables: dict) -> Callable[[jax.Array], jax.Array]:
+    """f(x): (n, d) -> (n,), the scalar critic value per sample, with frozen statistics."""
+    return lambda x: module.apply(variables, x)[:, 0]

@@ -23,13 +23,20 @@ import numpy as np
 
 from wgan_cli import data as datasets
 from wgan_cli import metrics
-from wgan_cli.config import Config, to_dict, with_values
+from wgan_cli.config import CONSTRAINTS, Config, is_set, resolve, to_dict
 from wgan_cli.errors import WganError
 from wgan_cli.results import ResultsFolder, environment
-from wgan_cli.train import HIST_EDGES_REL, Hyper, Program, compiled
+from wgan_cli.train import FAMILIES, HIST_EDGES_REL, Hyper, Program, compiled
 
 #: Config fields passed to the compiled program as per-run arrays rather than constants.
-PER_RUN_FIELDS = ("name", "seed", "constraint.c", "optim.critic.lr", "optim.generator.lr")
+PER_RUN_FIELDS = (
+    "name",
+    "seed",
+    "constraint.c",
+    "constraint.gp_lambda",
+    "optim.critic.lr",
+    "optim.generator.lr",
+)
 
 Progress = Callable[[str], None]
 
@@ -77,19 +84,70 @@ def run_id(cfg: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def expand(base: Config, cs: list[float] | None, seeds: list[int] | None) -> list[RunSpec]:
-    """Every (c, seed) pair as a run; an omitted list keeps the config's own value."""
+@dataclass(frozen=True)
+class Grid:
+    """What a sweep spans; None keeps the config's own value."""
+
+    arms: list[str] | None = None
+    cs: list[float] | None = None
+    gp_lambdas: list[float] | None = None
+    seeds: list[int] | None = None
+
+
+def expand(raw: dict[str, Any], grid: Grid) -> list[RunSpec]:
+    """One run per clip c, per gp λ, and one per other arm, each times every seed.
+
+    Each run resolves the user's settings over its own arm's defaults (Adam for gp and sn).
+    """
+    arms = grid.arms or [resolve(raw).constraint.kind]
+    settings = {
+        "clip": [{"constraint.c": c} for c in grid.cs or [None]],
+        "gp": [{"constraint.gp_lambda": lam} for lam in grid.gp_lambdas or [None]],
+    }
     runs = []
-    for c in cs or [base.constraint.c]:
-        for seed in seeds if seeds is not None else [base.seed]:
-            cfg = with_values(base, {"constraint.c": c, "seed": seed})
-            runs.append(RunSpec(run_id(cfg), cfg))
+    for kind in arms:
+        for setting in settings.get(kind, [{}]):
+            for seed in grid.seeds if grid.seeds is not None else [None]:
+                values = {"constraint.kind": kind, "seed": seed, **setting}
+                cfg = resolve(raw, {k: v for k, v in values.items() if v is not None})
+                runs.append(RunSpec(run_id(cfg), cfg))
     return runs
+
+
+def check_grid(raw: dict[str, Any], grid: Grid) -> list[str]:
+    """Refuse sweep options that no arm would use; return warnings for such config settings.
+
+    A setting that does nothing must never pass silently: on the command line it is an
+    error, in a config file (which may serve other sweeps) a warning.
+    """
+    arms = grid.arms or [resolve(raw).constraint.kind]
+    for arm in arms:
+        if arm not in CONSTRAINTS:
+            known = ", ".join(CONSTRAINTS)
+            raise WganError(f"--constraint: unknown arm {arm!r}; choose from {known}")
+    if len(set(arms)) != len(arms):
+        raise WganError("--constraint: an arm appears twice")
+    for option, values, arm in (("--c", grid.cs, "clip"), ("--gp-lambda", grid.gp_lambdas, "gp")):
+        if values is not None and arm not in arms:
+            raise WganError(f"{option} applies to the {arm} arm, which this sweep does not run")
+    warnings = []
+    unused = (("constraint.c", "clip"), ("constraint.clip", "clip"), ("constraint.gp_lambda", "gp"))
+    for key, arm in unused:
+        if is_set(raw, key) and arm not in arms:
+            warnings.append(f"{key} is set but does nothing: no {arm} arm in this sweep")
+    if "clip" in arms:
+        cfg = resolve(raw, {"constraint.kind": "clip"})
+        if "adam" in (cfg.optim.critic.name, cfg.optim.generator.name):
+            warnings.append(
+                "Adam's momentum with weight clipping: the WGAN paper reports it unstable"
+            )
+    return warnings
 
 
 def group_key(cfg: Config) -> str:
     """Runs with equal keys differ only in per-run values and share one compiled program."""
     raw = to_dict(cfg)
+    raw["constraint"]["kind"] = FAMILIES[cfg.constraint.kind]
     for dotted in PER_RUN_FIELDS:
         *parents, leaf = dotted.split(".")
         node = raw
@@ -107,14 +165,14 @@ def group_runs(runs: list[RunSpec]) -> list[list[RunSpec]]:
 
 
 def run_sweep(
-    base: Config,
-    cs: list[float] | None,
-    seeds: list[int] | None,
+    raw: dict[str, Any],
+    grid: Grid,
     out: Path,
     progress: Progress = lambda _: None,
 ) -> SweepResult:
     """Train every run of the sweep into one new results folder."""
-    runs = expand(base, cs, seeds)
+    runs = expand(raw, grid)
+    base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
     folder = ResultsFolder.create(out)
     started = time.time()
@@ -123,11 +181,9 @@ def run_sweep(
     folder.write_yaml(
         "sweep.yaml",
         {
-            "config": to_dict(base),
-            "grid": {
-                "c": [r.config.constraint.c for r in runs],
-                "seed": [r.config.seed for r in runs],
-            },
+            "user_settings": raw,
+            "grid": {k: v for k, v in vars(grid).items() if v is not None},
+            "runs": [{"run_id": r.run_id, **to_dict(r.config)} for r in runs],
         },
     )
     rows = {r.run_id: _run_row(r, status="pending") for r in runs}
@@ -165,9 +221,10 @@ def _train_group(
     prog = Program.from_config(cfg, spec)
     init, chunk, hist = compiled(prog)
     hp = Hyper(
-        c=jnp.array([r.config.constraint.c for r in group], jnp.float32),
+        c=jnp.array([_clip_c(r.config) for r in group], jnp.float32),
         lr_critic=jnp.array([r.config.optim.critic.lr for r in group], jnp.float32),
         lr_gen=jnp.array([r.config.optim.generator.lr for r in group], jnp.float32),
+        gp_lambda=jnp.array([r.config.constraint.gp_lambda for r in group], jnp.float32),
     )
     keys = jnp.stack([jax.random.key_data(jax.random.key(r.config.seed)) for r in group])
     dev_arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
@@ -238,10 +295,15 @@ def _run_row(run: RunSpec, **fields: Any) -> dict[str, Any]:
         "run_id": run.run_id,
         "constraint": cfg.constraint.kind,
         "c": cfg.constraint.c if cfg.constraint.kind == "clip" else None,
-        "gp_lambda": None,
+        "gp_lambda": cfg.constraint.gp_lambda if cfg.constraint.kind == "gp" else None,
         "seed": cfg.seed,
         **fields,
     }
+
+
+def _clip_c(cfg: Config) -> float:
+    """The box the critic is projected into: [-c, c] under clip, unbounded otherwise."""
+    return cfg.constraint.c if cfg.constraint.kind == "clip" else math.inf
 
 
 def _progress_line(label: str, done: int, total: int, steps: int, wall: float, host) -> str:

@@ -23,7 +23,7 @@ import optax
 
 from wgan_cli import metrics
 from wgan_cli.config import Config
-from wgan_cli.constraints import clip_params, clip_to_box
+from wgan_cli.constraints import clip_params, clip_to_box, gradient_penalty, interpolates
 from wgan_cli.data import DataSpec, sample_heldout, sample_train
 from wgan_cli.models import MLP, critic_fn
 
@@ -36,6 +36,9 @@ class Program:
     """Everything static about a group: shapes, data set and which code paths run.
 
     It is hashable, so one jitted function per distinct Program is compiled and cached.
+    `family` is the code path: "box" projects the critic into [-c, c] after every update
+    (clip runs, and none runs with c = inf, so the two arms share one program), "gp" adds the
+    gradient penalty, "sn" spectrally normalises every critic layer.
     """
 
     data: DataSpec
@@ -46,7 +49,7 @@ class Program:
     n_critic: int
     log_every: int
     eval_samples: int
-    constraint: str
+    family: str
     clip_kernels_only: bool
     critic_opt: str
     gen_opt: str
@@ -55,7 +58,13 @@ class Program:
     def from_config(cls, cfg: Config, data: DataSpec) -> Program:
         return cls(
             data=data,
-            critic=MLP(cfg.critic.hidden, cfg.critic.depth, 1, cfg.critic.activation),
+            critic=MLP(
+                cfg.critic.hidden,
+                cfg.critic.depth,
+                1,
+                cfg.critic.activation,
+                spectral=cfg.constraint.kind == "sn",
+            ),
             generator=MLP(
                 cfg.generator.hidden,
                 cfg.generator.depth,
@@ -68,23 +77,31 @@ class Program:
             n_critic=cfg.train.n_critic,
             log_every=cfg.train.log_every,
             eval_samples=cfg.train.eval_samples,
-            constraint=cfg.constraint.kind,
+            family=FAMILIES[cfg.constraint.kind],
             clip_kernels_only=cfg.constraint.clip == "kernels",
             critic_opt=cfg.optim.critic.name,
             gen_opt=cfg.optim.generator.name,
         )
 
 
+#: The program family of each constraint arm (see Program).
+FAMILIES = {"clip": "box", "none": "box", "gp": "gp", "sn": "sn"}
+
+
 class Hyper(NamedTuple):
-    """Per-run hyperparameters: traced scalars, never baked into the compiled program."""
+    """Per-run hyperparameters: traced scalars, never baked into the compiled program.
+
+    c is +inf for runs without clipping; gp_lambda matters only to the gp family.
+    """
 
     c: jax.Array
     lr_critic: jax.Array
     lr_gen: jax.Array
+    gp_lambda: jax.Array
 
 
 class RunState(NamedTuple):
-    critic: Any
+    critic: Any  # flax variables: "params", plus "batch_stats" (power iteration) under sn
     gen: Any
     critic_opt: Any
     gen_opt: Any
@@ -111,9 +128,9 @@ def make_optimizer(name: str, lr: jax.Array) -> optax.GradientTransformation:
 
 
 def critic_tx(prog: Program, hp: Hyper) -> optax.GradientTransformation:
-    """The critic's chain: its optimizer, then (under clipping) the projection, always last."""
+    """The critic's chain: its optimizer, then (box family) the projection, always last."""
     opt = make_optimizer(prog.critic_opt, hp.lr_critic)
-    if prog.constraint == "clip":
+    if prog.family == "box":
         return optax.chain(opt, clip_to_box(hp.c, prog.clip_kernels_only))
     return opt
 
@@ -123,17 +140,20 @@ def gen_tx(prog: Program, hp: Hyper) -> optax.GradientTransformation:
 
 
 def init_run(prog: Program, key: jax.Array, hp: Hyper) -> RunState:
-    """Fresh networks and optimizer states; under clipping the critic starts inside the box."""
+    """Fresh networks and optimizer states; under clipping the critic starts inside the box.
+
+    Only "params" are ever optimised or clipped; sn's power-iteration statistics are not.
+    """
     k_critic, k_gen, k_train, k_eval = jax.random.split(key, 4)
-    critic = prog.critic.init(k_critic, jnp.zeros((1, prog.data.dim)))
-    if prog.constraint == "clip":
-        critic = clip_params(critic, hp.c, prog.clip_kernels_only)
+    critic = dict(prog.critic.init(k_critic, jnp.zeros((1, prog.data.dim))))
+    if prog.family == "box":
+        critic["params"] = clip_params(critic["params"], hp.c, prog.clip_kernels_only)
     gen = prog.generator.init(k_gen, jnp.zeros((1, prog.noise_dim)))
     zero = jnp.zeros((), jnp.int32)
     return RunState(
         critic=critic,
         gen=gen,
-        critic_opt=critic_tx(prog, hp).init(critic),
+        critic_opt=critic_tx(prog, hp).init(critic["params"]),
         gen_opt=gen_tx(prog, hp).init(gen),
         key=k_train,
         eval_key=k_eval,
@@ -145,8 +165,34 @@ def init_run(prog: Program, key: jax.Array, hp: Hyper) -> RunState:
 
 def critic_loss(prog: Program, critic: Any, real: jax.Array, fake: jax.Array) -> jax.Array:
     """mean f(fake) - mean f(real): one forward pass over both halves."""
-    f = critic_fn(prog.critic, critic)(jnp.concatenate([real, fake]))
-    return f[real.shape[0] :].mean() - f[: real.shape[0]].mean()
+    return _critic_objective(prog, None, critic, real, fake, None)[0]
+
+
+def _critic_objective(
+    prog: Program,
+    hp: Hyper | None,
+    critic: Any,
+    real: jax.Array,
+    fake: jax.Array,
+    key: jax.Array | None,
+) -> tuple[jax.Array, dict]:
+    """What the critic minimises, and (sn) its advanced power-iteration statistics.
+
+    The loss is mean f(fake) - mean f(real), plus the mean gradient penalty in the gp family;
+    both extras apply only in a training step, which passes a key.
+    """
+    x = jnp.concatenate([real, fake])
+    if prog.family == "sn" and key is not None:
+        out, stats = prog.critic.apply(critic, x, update_stats=True, mutable=["batch_stats"])
+    else:
+        out, stats = prog.critic.apply(critic, x), {}
+    n = real.shape[0]
+    loss = out[n:, 0].mean() - out[:n, 0].mean()
+    if prog.family == "gp" and key is not None:
+        x_hat, _ = interpolates(key, real, fake)
+        f = critic_fn(prog.critic, critic)
+        loss = loss + gradient_penalty(f, x_hat, hp.gp_lambda).mean()
+    return loss, dict(stats)
 
 
 def generate(prog: Program, gen: Any, key: jax.Array, n: int) -> jax.Array:
@@ -157,12 +203,18 @@ def generate(prog: Program, gen: Any, key: jax.Array, n: int) -> jax.Array:
 def critic_step(
     prog: Program, hp: Hyper, arrays: dict, state: RunState, key: jax.Array
 ) -> tuple[RunState, jax.Array]:
-    k_real, k_fake = jax.random.split(key)
+    k_real, k_fake, k_penalty = jax.random.split(key, 3)
     real = sample_train(prog.data, arrays, k_real, prog.batch_size)
     fake = jax.lax.stop_gradient(generate(prog, state.gen, k_fake, prog.batch_size))
-    loss, grads = jax.value_and_grad(functools.partial(critic_loss, prog))(state.critic, real, fake)
-    updates, opt = critic_tx(prog, hp).update(grads, state.critic_opt, state.critic)
-    critic = optax.apply_updates(state.critic, updates)
+
+    def objective(params: Any) -> tuple[jax.Array, dict]:
+        critic = {**state.critic, "params": params}
+        return _critic_objective(prog, hp, critic, real, fake, k_penalty)
+
+    params = state.critic["params"]
+    (loss, stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt = critic_tx(prog, hp).update(grads, state.critic_opt, params)
+    critic = {**state.critic, **stats, "params": optax.apply_updates(params, updates)}
     return state._replace(critic=critic, critic_opt=opt), loss
 
 
@@ -212,10 +264,11 @@ def evaluate(prog: Program, hp: Hyper, arrays: dict, state: RunState) -> dict[st
     real = sample_heldout(prog.data, arrays, k_real, prog.eval_samples)
     fake = generate(prog, state.gen, k_fake, prog.eval_samples)
     f = critic_fn(prog.critic, state.critic)
-    abs_mean, abs_max = metrics.weight_abs_stats(state.critic)
+    params = state.critic["params"]
+    abs_mean, abs_max = metrics.weight_abs_stats(params)
     return {
         "w_estimate": f(real).mean() - f(fake).mean(),
-        "clip_frac": metrics.clip_fraction(state.critic, hp.c),
+        "clip_frac": metrics.clip_fraction(params, hp.c),
         "weight_abs_mean": abs_mean,
         "weight_abs_max": abs_max,
         "grad_norm_real": metrics.input_grad_norms(f, real).mean(),
@@ -243,8 +296,9 @@ def train_chunk(
 
 def final_histograms(prog: Program, hp: Hyper, state: RunState) -> jax.Array:
     """Per-layer weight histograms in units of c (of the largest weight without clipping)."""
-    scale = hp.c if prog.constraint == "clip" else metrics.weight_abs_stats(state.critic)[1]
-    return metrics.layer_histograms(state.critic, scale, HIST_EDGES_REL)
+    params = state.critic["params"]
+    scale = jnp.where(jnp.isfinite(hp.c), hp.c, metrics.weight_abs_stats(params)[1])
+    return metrics.layer_histograms(params, scale, HIST_EDGES_REL)
 
 
 @functools.lru_cache(maxsize=32)
