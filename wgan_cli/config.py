@@ -62,6 +62,11 @@ class TrainConfig:
     n_critic: int = _f(5, "critic updates per generator update", gt=0)
     log_every: int = _f(50, "generator steps between metric rows (one compiled chunk)", gt=0)
     eval_samples: int = _f(1000, "held-out samples for w_estimate and w1_true", ge=2)
+    hist_steps: tuple[int, ...] = _f(
+        (), "steps (multiples of log_every) to save weight histograms at", ge=1
+    )
+    critic_only: bool = _f(False, "train only the critic, against real data plus noise")
+    fake_noise_std: float = _f(1.0, "critic_only: std σ of the noise added to real data", gt=0.0)
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,12 @@ class Config:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain nested dict, for YAML dumps and run hashes."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of YAML-safe values (lists, not tuples), for dumps and run hashes."""
+    return dataclasses.asdict(cfg, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 #: Defaults that depend on the constraint arm, applied under whatever the user set. WGAN-GP's
@@ -264,6 +273,15 @@ def _coerce(value: Any, hint: Any, meta: dict[str, Any], key: str) -> Any:
             return None
         raise WganError(f"{key} needs a value ({meta['doc']})")
     base = next(a for a in hint.__args__ if a is not type(None)) if optional else hint
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, list | tuple):
+            raise WganError(f"{key} must be a list of integers, got {_kind(value)} {value!r}")
+        item_meta = {**meta, "choices": ()}
+        return tuple(_coerce(v, int, item_meta, f"{key}[{i}]") for i, v in enumerate(value))
+    if base is bool:
+        if not isinstance(value, bool):
+            raise WganError(f"{key} must be true or false, got {_kind(value)} {value!r}")
+        return value
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise WganError(f"{key} must be an integer, got {_kind(value)} {value!r}")
@@ -306,6 +324,12 @@ def _kind(value: Any) -> str:
 
 
 def _check_cross_fields(cfg: Config) -> None:
+    for step in cfg.train.hist_steps:
+        if step > cfg.train.steps or step % cfg.train.log_every:
+            raise WganError(
+                f"train.hist_steps: {step} must be a multiple of train.log_every "
+                f"({cfg.train.log_every}) no larger than train.steps ({cfg.train.steps})"
+            )
     if cfg.train.log_every > cfg.train.steps:
         raise WganError(
             f"train.log_every ({cfg.train.log_every}) must not exceed train.steps "

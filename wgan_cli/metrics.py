@@ -98,20 +98,20 @@ def _natural_key(name: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
-def _layers(params: Any) -> list[tuple[str, Any]]:
-    # Accept both a flax variables dict ({"params": {...}}) and the bare params dict.
+def layers_in_order(params: Any) -> list[tuple[str, Any]]:
+    """(name, layer params) in network order; takes {"params": {...}} or the bare dict."""
     tree = params["params"] if set(params) == {"params"} else params
     return [(k, tree[k]) for k in sorted(tree, key=_natural_key)]
 
 
 def layer_names(params: Any) -> list[str]:
     """Layer names in network order (Dense_10 after Dense_9), matching ``layer_histograms`` rows."""
-    return [name for name, _ in _layers(params)]
+    return [name for name, _ in layers_in_order(params)]
 
 
 def layer_clip_fractions(params: Any, c: jax.Array | float) -> jax.Array:
     """(L,) ``clip_fraction`` per layer, in ``layer_names`` order: where the pile-up happens."""
-    return jnp.stack([clip_fraction(layer, c) for _, layer in _layers(params)])
+    return jnp.stack([clip_fraction(layer, c) for _, layer in layers_in_order(params)])
 
 
 def layer_histograms(
@@ -127,7 +127,7 @@ def layer_histograms(
     edges = np.asarray(edges_rel, dtype=np.float32)
     if edges.ndim != 1 or edges.shape[0] < 2:
         raise ValueError("edges_rel needs at least two edges")
-    layers = [_leaves(layer) for _, layer in _layers(params)]
+    layers = [_leaves(layer) for _, layer in layers_in_order(params)]
     return _histograms(layers, jnp.asarray(scale, jnp.float32), jnp.asarray(edges[1:-1]))
 
 
@@ -158,3 +158,10 @@ def modes_covered(samples: jax.Array, modes: Any, std: float | jax.Array) -> jax
 def high_quality_frac(samples: jax.Array, modes: Any, std: float | jax.Array) -> jax.Array:
     """Share of samples within 3 std of some mode: separates sharp samples from smeared ones."""
     return jnp.mean(jnp.any(_near_mode(samples, modes, std), axis=1).astype(jnp.float32))
+
+
+def effective_rank(singular_values: jax.Array) -> jax.Array:
+    """exp of the entropy of the normalised singular values (Roy and Vetterli, 2007): how many
+    directions a weight matrix really uses, which clipping is known to collapse."""
+    p = singular_values / jnp.sum(singular_values)
+    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))

@@ -6,7 +6,7 @@ Linen modules keep parameters as plain pytrees, which is what lets a whole sweep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,13 +37,22 @@ class MLP(nn.Module):
     spectral: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        update_stats: bool = False,
+        probes: Sequence[jax.Array] | None = None,
+    ) -> jax.Array:
+        """`probes`, one zero array per hidden layer, are added to that layer's output: the
+        gradient with respect to a probe is the gradient with respect to the activations."""
         act = ACTIVATION_FNS[self.activation]
         for i in range(self.depth + 1):
             layer = nn.Dense(self.hidden if i < self.depth else self.out_dim)
             x = nn.SpectralNorm(layer)(x, update_stats=update_stats) if self.spectral else layer(x)
             if i < self.depth:
                 x = act(x)
+                if probes is not None:
+                    x = x + probes[i]
         return jnp.tanh(x) if self.squash else x
 
 

@@ -41,8 +41,26 @@ METRIC_COLUMNS = (
     "weight_abs_max",
     "grad_norm_real",
     "grad_norm_fake",
+    "grad_norm_real_max",
+    "grad_norm_fake_max",
+    "grad_norm_interp",
+    "grad_norm_interp_max",
+    "modes_covered",
+    "high_quality_frac",
     "wall_s",
 )
+#: Identify a run in every per-run table.
+RUN_KEYS = ("run_id", "constraint", "c", "gp_lambda", "seed")
+LAYER_COLUMNS = (
+    *RUN_KEYS,
+    "step",
+    "layer",
+    "name",
+    "act_grad_norm",
+    "weight_grad_norm",
+    "clip_frac",
+)
+SPECTRA_COLUMNS = (*RUN_KEYS, "layer", "name", "top_singular_value", "effective_rank")
 RUN_COLUMNS = (
     "run_id",
     "constraint",
@@ -92,12 +110,14 @@ class ResultsFolder:
         writer.writerows(_clean(r) for r in rows)
         self._atomic_write("runs.csv", buf.getvalue().encode())
 
-    def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append whole rows and flush them to disk before returning."""
-        target = self.path / "metrics.csv"
+    def append_rows(
+        self, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+    ) -> None:
+        """Append whole rows to a CSV and flush them to disk before returning."""
+        target = self.path / name
         new = not target.exists()
         with open(target, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerows(_clean(r) for r in rows)

@@ -25,8 +25,14 @@ from wgan_cli import data as datasets
 from wgan_cli import metrics
 from wgan_cli.config import CONSTRAINTS, Config, is_set, resolve, to_dict
 from wgan_cli.errors import WganError
-from wgan_cli.results import ResultsFolder, environment
-from wgan_cli.train import FAMILIES, HIST_EDGES_REL, Hyper, Program, compiled
+from wgan_cli.results import (
+    LAYER_COLUMNS,
+    METRIC_COLUMNS,
+    SPECTRA_COLUMNS,
+    ResultsFolder,
+    environment,
+)
+from wgan_cli.train import FAMILIES, HIST_EDGES_REL, SURFACE_AXIS, Hyper, Program, compiled
 
 #: Config fields passed to the compiled program as per-run arrays rather than constants.
 PER_RUN_FIELDS = (
@@ -190,13 +196,15 @@ def run_sweep(
     folder.write_runs(list(rows.values()))
 
     groups = group_runs(runs)
+    parts = []
     for i, group in enumerate(groups, 1):
         label = f"group {i}/{len(groups)} ({len(group)} runs)"
-        for run, final in zip(
-            group, _train_group(group, spec, arrays, folder, label, progress), strict=True
-        ):
+        finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress)
+        for run, final in zip(group, finals, strict=True):
             rows[run.run_id] = final
         folder.write_runs(list(rows.values()))
+        parts.append(arrays_out)
+        _write_arrays(folder, parts, base)
 
     wall = time.time() - started
     folder.write_json("manifest.json", {**manifest, "finished": _now(), "wall_s": wall})
@@ -211,15 +219,16 @@ def _train_group(
     folder: ResultsFolder,
     label: str,
     progress: Progress,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Train one group chunk by chunk, writing each chunk's rows as soon as it is done.
 
     The next chunk is dispatched before the host computes this chunk's exact OT distances,
-    so that host work overlaps the device's.
+    so that host work overlaps the device's. Returns each run's final runs.csv row and the
+    group's arrays (histograms, spectra, surfaces, samples), each with a leading run axis.
     """
     cfg = group[0].config
     prog = Program.from_config(cfg, spec)
-    init, chunk, hist = compiled(prog)
+    init, chunk, final = compiled(prog)
     hp = Hyper(
         c=jnp.array([_clip_c(r.config) for r in group], jnp.float32),
         lr_critic=jnp.array([r.config.optim.critic.lr for r in group], jnp.float32),
@@ -229,12 +238,14 @@ def _train_group(
     keys = jnp.stack([jax.random.key_data(jax.random.key(r.config.seed)) for r in group])
     dev_arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
     n_chunks = cfg.train.steps // cfg.train.log_every
+    hist_steps = sorted({*cfg.train.hist_steps, cfg.train.steps})
 
     t0 = time.time()
     progress(f"{label}: compiling and starting")
     state = init(jax.random.wrap_key_data(keys), hp)
     pending = chunk(state, hp, dev_arrays)
-    last: list[dict[str, Any]] = []
+    names = metrics.layer_names(state.critic["params"])
+    snapshots, last = [], []
     for i in range(n_chunks):
         state, out = pending
         if i + 1 < n_chunks:
@@ -242,18 +253,25 @@ def _train_group(
         host = jax.device_get(out)
         wall = time.time() - t0
         last = [_metric_row(run, host, r, wall) for r, run in enumerate(group)]
-        folder.append_metrics(last)
+        folder.append_rows("metrics.csv", METRIC_COLUMNS, last)
+        folder.append_rows("layers.csv", LAYER_COLUMNS, _layer_rows(group, host, names))
+        if (i + 1) * cfg.train.log_every in hist_steps:
+            snapshots.append(host["histograms"])
         progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, host))
 
-    counts = np.asarray(hist(hp, state))
-    folder.write_npz(
-        "histograms.npz",
-        run_ids=np.array([r.run_id for r in group]),
-        layer_names=np.array(metrics.layer_names(state.critic)),
-        edges_rel=HIST_EDGES_REL,
-        scale=np.asarray(hp.c),
-        counts=counts,
-    )
+    ends = jax.device_get(final(state))
+    artifacts = {
+        "run_ids": np.array([r.run_id for r in group]),
+        "layer_names": names,
+        "scale": np.where(np.isfinite(hp.c), hp.c, [r["weight_abs_max"] for r in last]),
+        "counts": snapshots[-1],
+        "counts_at_steps": np.stack(snapshots, axis=1),
+        "samples": host["fake"],
+        "real": host["real"],
+        **{f"sv_{n}": sv for n, sv in zip(names, ends["singular_values"], strict=True)},
+    }
+    if "surface" in ends:
+        artifacts["surface"] = ends["surface"]
     finals = []
     for run, row in zip(group, last, strict=True):
         div = int(row.pop("diverged_step"))
@@ -266,27 +284,87 @@ def _train_group(
                 **{k: v for k, v in row.items() if k not in ("step", "run_id")},
             )
         )
-    return finals
+    folder.append_rows("spectra.csv", SPECTRA_COLUMNS, _spectra_rows(group, names, ends))
+    return finals, artifacts
+
+
+def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Config) -> None:
+    """Rewrite the sweep's array files with every finished group's runs, stacked by run."""
+    names = parts[0]["layer_names"]
+    stack = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "layer_names"}
+    hist_steps = sorted({*cfg.train.hist_steps, cfg.train.steps})
+    common = {"run_ids": stack["run_ids"]}
+    folder.write_npz(
+        "histograms.npz",
+        **common,
+        layer_names=np.array(names),
+        edges_rel=HIST_EDGES_REL,
+        scale=stack["scale"],
+        counts=stack["counts"],
+        steps=np.array(hist_steps),
+        counts_at_steps=stack["counts_at_steps"],
+    )
+    folder.write_npz(
+        "spectra.npz", **common, **{k: v for k, v in stack.items() if k.startswith("sv_")}
+    )
+    surface = {"axis": SURFACE_AXIS, "values": stack["surface"]} if "surface" in stack else {}
+    folder.write_npz(
+        "samples.npz", **common, samples=stack["samples"], real=stack["real"], **surface
+    )
 
 
 def _metric_row(run: RunSpec, host: dict[str, np.ndarray], r: int, wall: float) -> dict:
     """One metrics.csv row for run r of the group, with its exact W1 computed here."""
     w1 = metrics.w1_exact(host["real"][r], host["fake"][r])
     row = _run_row(run)
-    scalars = ("w_estimate", "critic_loss", "gen_loss", "weight_abs_mean", "weight_abs_max")
-    row.update({k: float(host[k][r]) for k in scalars})
+    scalars = [k for k in METRIC_COLUMNS if k in host and host[k].ndim == 1]
+    row.update({k: host[k][r].item() for k in scalars})
     row.update(
-        step=int(host["step"][r]),
-        critic_updates=int(host["critic_updates"][r]),
-        diverged_step=int(host["diverged_step"][r]),
         w1_true=w1,
         lipschitz_ratio=float(host["w_estimate"][r]) / w1 if w1 > 0 else float("nan"),
         clip_frac=float(host["clip_frac"][r]) if run.config.constraint.kind == "clip" else None,
-        grad_norm_real=float(host["grad_norm_real"][r]),
-        grad_norm_fake=float(host["grad_norm_fake"][r]),
+        diverged_step=int(host["diverged_step"][r]),
         wall_s=round(wall, 3),
     )
     return row
+
+
+def _layer_rows(group: list[RunSpec], host: dict, names: list[str]) -> list[dict[str, Any]]:
+    """layers.csv: per run and layer, gradient norms and the clipping pile-up."""
+    rows = []
+    for r, run in enumerate(group):
+        clip = run.config.constraint.kind == "clip"
+        for i, name in enumerate(names):
+            act = host["layer_act_grad_norm"][r]
+            rows.append(
+                _run_row(
+                    run,
+                    step=int(host["step"][r]),
+                    layer=i,
+                    name=name,
+                    act_grad_norm=float(act[i]) if i < act.shape[0] else None,
+                    weight_grad_norm=float(host["layer_weight_grad_norm"][r][i]),
+                    clip_frac=float(host["layer_clip_frac"][r][i]) if clip else None,
+                )
+            )
+    return rows
+
+
+def _spectra_rows(group: list[RunSpec], names: list[str], ends: dict) -> list[dict[str, Any]]:
+    """spectra.csv: each final weight matrix's top singular value and effective rank."""
+    rows = []
+    for r, run in enumerate(group):
+        for i, (name, sv) in enumerate(zip(names, ends["singular_values"], strict=True)):
+            rows.append(
+                _run_row(
+                    run,
+                    layer=i,
+                    name=name,
+                    top_singular_value=float(sv[r].max()),
+                    effective_rank=float(metrics.effective_rank(sv[r])),
+                )
+            )
+    return rows
 
 
 def _run_row(run: RunSpec, **fields: Any) -> dict[str, Any]:

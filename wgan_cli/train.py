@@ -53,6 +53,8 @@ class Program:
     clip_kernels_only: bool
     critic_opt: str
     gen_opt: str
+    critic_only: bool = False
+    fake_noise_std: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: Config, data: DataSpec) -> Program:
@@ -81,6 +83,8 @@ class Program:
             clip_kernels_only=cfg.constraint.clip == "kernels",
             critic_opt=cfg.optim.critic.name,
             gen_opt=cfg.optim.generator.name,
+            critic_only=cfg.train.critic_only,
+            fake_noise_std=cfg.train.fake_noise_std,
         )
 
 
@@ -200,12 +204,22 @@ def generate(prog: Program, gen: Any, key: jax.Array, n: int) -> jax.Array:
     return prog.generator.apply(gen, z)
 
 
+def fake_batch(prog: Program, gen: Any, arrays: dict, key: jax.Array, n: int) -> jax.Array:
+    """The critic's fake samples: the generator's, or in critic-only mode (WGAN-GP Section 3)
+    a fixed "generator" that returns real data plus N(0, σ²) noise."""
+    if not prog.critic_only:
+        return generate(prog, gen, key, n)
+    k_real, k_noise = jax.random.split(key)
+    real = sample_train(prog.data, arrays, k_real, n)
+    return real + prog.fake_noise_std * jax.random.normal(k_noise, real.shape)
+
+
 def critic_step(
     prog: Program, hp: Hyper, arrays: dict, state: RunState, key: jax.Array
 ) -> tuple[RunState, jax.Array]:
     k_real, k_fake, k_penalty = jax.random.split(key, 3)
     real = sample_train(prog.data, arrays, k_real, prog.batch_size)
-    fake = jax.lax.stop_gradient(generate(prog, state.gen, k_fake, prog.batch_size))
+    fake = jax.lax.stop_gradient(fake_batch(prog, state.gen, arrays, k_fake, prog.batch_size))
 
     def objective(params: Any) -> tuple[jax.Array, dict]:
         critic = {**state.critic, "params": params}
@@ -233,7 +247,7 @@ def generator_step(
 def generator_iteration(
     prog: Program, hp: Hyper, arrays: dict, state: RunState
 ) -> tuple[RunState, jax.Array]:
-    """n_critic clipped critic updates, then one generator update.
+    """n_critic clipped critic updates, then one generator update (none in critic-only mode).
 
     A run whose loss turns non-finite keeps its last finite state from then on (its updates
     are masked off) and records the step, so one diverging c cannot poison the group.
@@ -244,9 +258,14 @@ def generator_iteration(
         state._replace(key=key),
         jax.random.split(k_critic, prog.n_critic),
     )
-    new, gen_loss = generator_step(prog, hp, new, k_gen)
+    if prog.critic_only:
+        gen_loss = jnp.float32(jnp.nan)
+        finite = jnp.isfinite(critic_losses[-1])
+    else:
+        new, gen_loss = generator_step(prog, hp, new, k_gen)
+        finite = jnp.isfinite(critic_losses[-1]) & jnp.isfinite(gen_loss)
     losses = jnp.stack([critic_losses[-1], gen_loss])
-    healthy = (state.diverged_step < 0) & jnp.all(jnp.isfinite(losses))
+    healthy = (state.diverged_step < 0) & finite
     new = new._replace(step=state.step + 1, critic_updates=state.critic_updates + prog.n_critic)
     frozen = state._replace(
         diverged_step=jnp.where(state.diverged_step < 0, state.step + 1, state.diverged_step)
@@ -260,22 +279,66 @@ def evaluate(prog: Program, hp: Hyper, arrays: dict, state: RunState) -> dict[st
 
     Keeping evaluation off the training key stream means log_every never changes a run.
     """
-    k_real, k_fake = jax.random.split(jax.random.fold_in(state.eval_key, state.step))
+    k_real, k_fake, k_mix = jax.random.split(jax.random.fold_in(state.eval_key, state.step), 3)
     real = sample_heldout(prog.data, arrays, k_real, prog.eval_samples)
-    fake = generate(prog, state.gen, k_fake, prog.eval_samples)
+    fake = fake_batch(prog, state.gen, arrays, k_fake, real.shape[0])
     f = critic_fn(prog.critic, state.critic)
     params = state.critic["params"]
     abs_mean, abs_max = metrics.weight_abs_stats(params)
-    return {
+    act_norms, weight_norms = layer_gradient_norms(prog, state.critic, real, fake)
+    row = {
         "w_estimate": f(real).mean() - f(fake).mean(),
         "clip_frac": metrics.clip_fraction(params, hp.c),
         "weight_abs_mean": abs_mean,
         "weight_abs_max": abs_max,
-        "grad_norm_real": metrics.input_grad_norms(f, real).mean(),
-        "grad_norm_fake": metrics.input_grad_norms(f, fake).mean(),
+        "layer_act_grad_norm": act_norms,
+        "layer_weight_grad_norm": weight_norms,
+        "layer_clip_frac": metrics.layer_clip_fractions(params, hp.c),
+        "histograms": layer_histograms(hp, params),
         "real": real,
         "fake": fake,
     }
+    points = {"real": real, "fake": fake, "interp": interpolates(k_mix, real, fake)[0]}
+    for name, x in points.items():
+        norms = metrics.input_grad_norms(f, x)
+        row[f"grad_norm_{name}"], row[f"grad_norm_{name}_max"] = norms.mean(), norms.max()
+    if prog.data.modes is not None:
+        row["modes_covered"] = metrics.modes_covered(fake, prog.data.modes, prog.data.mode_std)
+        row["high_quality_frac"] = metrics.high_quality_frac(
+            fake, prog.data.modes, prog.data.mode_std
+        )
+    return row
+
+
+def layer_gradient_norms(
+    prog: Program, critic: Any, real: jax.Array, fake: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Norms of the W loss's gradient w.r.t. each hidden layer's activations and each layer's
+    weights (kernel and bias): WGAN-GP Fig. 1b's view of gradients vanishing or exploding
+    with depth. Activations are probed with zero arrays added to each layer's output."""
+    x = jnp.concatenate([real, fake])
+    n = real.shape[0]
+    probes = [jnp.zeros((x.shape[0], prog.critic.hidden)) for _ in range(prog.critic.depth)]
+
+    def loss(params: Any, probes: list[jax.Array]) -> jax.Array:
+        out = prog.critic.apply({**critic, "params": params}, x, probes=probes)[:, 0]
+        return out[n:].mean() - out[:n].mean()
+
+    d_params, d_probes = jax.grad(loss, argnums=(0, 1))(critic["params"], probes)
+    act = jnp.stack([jnp.linalg.norm(g) for g in d_probes])
+    weights = jnp.stack(
+        [
+            jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(layer)))
+            for _, layer in metrics.layers_in_order(d_params)
+        ]
+    )
+    return act, weights
+
+
+def layer_histograms(hp: Hyper, params: Any) -> jax.Array:
+    """Per-layer weight histograms in units of c (of the largest weight without clipping)."""
+    scale = jnp.where(jnp.isfinite(hp.c), hp.c, metrics.weight_abs_stats(params)[1])
+    return metrics.layer_histograms(params, scale, HIST_EDGES_REL)
 
 
 def train_chunk(
@@ -294,16 +357,30 @@ def train_chunk(
     return state, row
 
 
-def final_histograms(prog: Program, hp: Hyper, state: RunState) -> jax.Array:
-    """Per-layer weight histograms in units of c (of the largest weight without clipping)."""
+#: The square on which 2-D critics' value surfaces are drawn (every built-in 2-D set fits).
+SURFACE_AXIS = np.linspace(-2.2, 2.2, 64)
+
+
+def final_diagnostics(prog: Program, state: RunState) -> dict[str, Any]:
+    """Computed once, at the end: each weight matrix's singular values (rank collapse under
+    clipping) and, for 2-D data, the critic's value on a grid (its value surface)."""
     params = state.critic["params"]
-    scale = jnp.where(jnp.isfinite(hp.c), hp.c, metrics.weight_abs_stats(params)[1])
-    return metrics.layer_histograms(params, scale, HIST_EDGES_REL)
+    out: dict[str, Any] = {
+        "singular_values": [
+            jnp.linalg.svd(layer["kernel"], compute_uv=False)
+            for _, layer in metrics.layers_in_order(params)
+        ]
+    }
+    if prog.data.dim == 2:
+        gx, gy = np.meshgrid(SURFACE_AXIS, SURFACE_AXIS)
+        grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], axis=1), jnp.float32)
+        out["surface"] = critic_fn(prog.critic, state.critic)(grid).reshape(gx.shape)
+    return out
 
 
 @functools.lru_cache(maxsize=32)
 def compiled(prog: Program) -> tuple[Callable, Callable, Callable]:
-    """(init, chunk, histograms) for a group: jit over vmap over the leading run axis.
+    """(init, chunk, final) for a group: jit over vmap over the leading run axis.
 
     Cached per Program, so every sweep of the same shapes in this process reuses the
     compiled code whatever its c, learning rates or seeds.
@@ -312,5 +389,5 @@ def compiled(prog: Program) -> tuple[Callable, Callable, Callable]:
     chunk = jax.jit(
         jax.vmap(functools.partial(train_chunk, prog), in_axes=(0, 0, None)), donate_argnums=0
     )
-    hist = jax.jit(jax.vmap(functools.partial(final_histograms, prog)))
-    return init, chunk, hist
+    final = jax.jit(jax.vmap(functools.partial(final_diagnostics, prog)))
+    return init, chunk, final
