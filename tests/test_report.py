@@ -20,13 +20,22 @@ import pytest
 
 from wgan_cli.errors import WganError
 from wgan_cli.report import (
+    OPTIONAL_METRICS,
     SUMMARY_METRICS,
     Histograms,
+    act_grad_slopes,
     arm_histograms,
     arm_label,
+    assign_arms,
     build_report,
+    first_seed_runs,
     format_mean_std,
+    ls_slope,
     read_histograms,
+    read_layers,
+    read_runs,
+    read_samples,
+    summarise,
 )
 
 NAN = math.nan
@@ -34,6 +43,12 @@ STEPS = (0, 50, 100)
 EDGES_REL = np.linspace(-1.1, 1.1, 23)
 LAYERS = ("dense_0", "dense_1", "dense_2")
 ARMS_IN_ORDER = ["clip c=0.001", "clip c=0.01", "clip c=0.1", "gp λ=10", "sn", "none"]
+N_HIDDEN = 3  # layers.csv: hidden layers 0..2 have act_grad_norm, the output layer 3 none
+# log10(act_grad_norm) = a * layer + b at the last step, a per arm (c=0.001 also per seed)
+SLOPE_OF_ARM = {"clip c=0.01": 1.0, "clip c=0.1": 0.3, "gp λ=10": 0.0, "sn": 0.2, "none": -0.25}
+GRID = np.linspace(-2.0, 2.0, 9)
+RUN_METRICS = ("grad_norm_interp", "modes_covered", "high_quality_frac")
+NEW_PLOTS = ("layer_grad_norms", "surfaces", "samples")
 
 
 @dataclass
@@ -44,6 +59,7 @@ class Written:
     arm_of: dict[str, str] = field(default_factory=dict)
     hist_counts: dict[str, np.ndarray] = field(default_factory=dict)
     hist_scale: dict[str, float] = field(default_factory=dict)
+    slope: dict[str, float] = field(default_factory=dict)  # the a each run's rows were made with
 
     def done_values(self, arm: str, metric: str) -> list[float]:
         return [
@@ -68,8 +84,24 @@ def _run_specs() -> list[tuple[str, str, float, float, int, str]]:
     return specs
 
 
-def write_results(folder: Path, *, histograms: bool = True) -> Written:
-    """Write runs.csv, metrics.csv (with unknown extra columns) and histograms.npz."""
+def _slope(run_id: str, arm: str, seed: int) -> float:
+    if arm == "clip c=0.001":
+        return 1.5 + 0.1 * seed  # seeds 0 and 1: mean 1.55, std 0.1 / sqrt(2)
+    if run_id == "clip-0.1-s1":
+        return 99.0  # diverged: must not reach the mean
+    return SLOPE_OF_ARM[arm]
+
+
+def write_results(
+    folder: Path,
+    *,
+    histograms: bool = True,
+    layers: bool = True,
+    spectra: bool = True,
+    samples: bool = True,
+) -> Written:
+    """Write runs.csv, metrics.csv (with unknown extra columns), histograms.npz and, unless
+    turned off, layers.csv, spectra.csv and samples.npz."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(1234)
     written = Written()
@@ -91,10 +123,14 @@ def write_results(folder: Path, *, histograms: bool = True) -> Written:
                 "steps_done": 100,
                 "wall_s": 1.5,
                 **finals,
+                "grad_norm_interp": rng.uniform(0.5, 1.5),
+                "modes_covered": rng.randint(0, 8),
+                "high_quality_frac": rng.uniform(0, 1),
                 "future_field": "whatever",
             }
         )
         written.arm_of[run_id] = arm_label(constraint, c, lam)
+        written.slope[run_id] = _slope(run_id, written.arm_of[run_id], seed)
         for step in STEPS:
             diverged_now = status == "diverged" and step > 50
             metric_rows.append(
@@ -126,7 +162,89 @@ def write_results(folder: Path, *, histograms: bool = True) -> Written:
     (folder / "manifest.json").write_text('{"name": "toy-sweep"}', encoding="utf-8")
     if histograms:
         _write_histograms(folder / "histograms.npz", written)
+    if layers:
+        _write_layers(folder / "layers.csv", written)
+    if spectra:
+        _write_spectra(folder / "spectra.csv", written)
+    if samples:
+        _write_samples(folder / "samples.npz", written)
     return written
+
+
+def _last_step(run: dict) -> int:
+    return 50 if run["status"] == "running" else STEPS[-1]  # the unfinished run lags
+
+
+def _write_layers(path: Path, written: Written) -> None:
+    """Rows at every step; only the last step follows the slope, earlier ones are flat, and a
+    wrong copy of gp-s0's last step comes first (a resumed sweep): the later copy must win."""
+    rows = []
+
+    def block(run: dict, step: int, a: float) -> None:
+        b = -3.0 + 0.5 * run["seed"]
+        for layer in range(N_HIDDEN + 1):
+            rows.append(
+                {
+                    "run_id": run["run_id"],
+                    "constraint": run["constraint"],
+                    "c": run["c"],
+                    "gp_lambda": run["gp_lambda"],
+                    "seed": run["seed"],
+                    "step": step,
+                    "layer": layer,
+                    "name": f"Dense_{layer}",
+                    "act_grad_norm": 10 ** (a * layer + b) if layer < N_HIDDEN else None,
+                    "weight_grad_norm": 10 ** (b - 0.5 * layer),
+                    "clip_frac": 0.5 if run["constraint"] == "clip" else None,
+                }
+            )
+
+    gp0 = next(r for r in written.runs if r["run_id"] == "gp-s0")
+    block(gp0, STEPS[-1], 7.0)
+    for run in written.runs:
+        for step in (s for s in STEPS if s <= _last_step(run)):
+            slope = written.slope[run["run_id"]] if step == _last_step(run) else 0.0
+            block(run, step, slope)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def _write_spectra(path: Path, written: Written) -> None:
+    rows = []
+    for i, run in enumerate(written.runs):
+        ranks = [1.0 + i + 0.5 * layer for layer in range(N_HIDDEN)] + [1.0]
+        run["effective_rank"] = statistics.mean(ranks)  # what the report should average
+        for layer, rank in enumerate(ranks):
+            rows.append(
+                {
+                    "run_id": run["run_id"],
+                    "constraint": run["constraint"],
+                    "c": run["c"],
+                    "gp_lambda": run["gp_lambda"],
+                    "seed": run["seed"],
+                    "layer": layer,
+                    "name": f"Dense_{layer}",
+                    "top_singular_value": 2.0,
+                    "effective_rank": rank,
+                }
+            )
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def _write_samples(path: Path, written: Written, dim: int = 2, surface: bool = True) -> None:
+    """Runs in reverse order (as a sweep's groups may store them), the unfinished one absent."""
+    rng = np.random.default_rng(1)
+    ids = [r["run_id"] for r in reversed(written.runs) if r["status"] != "running"]
+    n = len(ids)
+    arrays = {
+        "run_ids": np.array(ids),
+        "samples": rng.normal(size=(n, 200, dim)),
+        "real": rng.normal(size=(n, 300, dim)) * 0.2 + 1.0,
+    }
+    if surface:
+        x, y = np.meshgrid(GRID, GRID)
+        arrays["axis"] = GRID
+        arrays["values"] = np.stack([k * x + np.sin(2 * y) for k in range(n)])
+    np.savez(path, **arrays)
 
 
 def _write_histograms(path: Path, written: Written) -> None:
@@ -173,10 +291,56 @@ def test_summary_means_and_stds_match_hand_computation(built) -> None:
             assert row[f"{metric}_std"] == pytest.approx(std, nan_ok=True), (arm, metric)
 
 
+def test_optional_metrics_match_hand_computation(built) -> None:
+    _, written, report = built
+    for arm in ARMS_IN_ORDER:
+        row = _row(report.summary, arm)
+        for metric in ("effective_rank", *RUN_METRICS):
+            values = written.done_values(arm, metric)
+            std = statistics.stdev(values) if len(values) >= 2 else NAN
+            assert row[f"{metric}_mean"] == pytest.approx(statistics.mean(values)), (arm, metric)
+            assert row[f"{metric}_std"] == pytest.approx(std, nan_ok=True), (arm, metric)
+
+
+def test_act_grad_slope_recovers_the_slope_the_rows_were_made_with(built) -> None:
+    _, _, report = built
+    expected = {
+        # arm: (mean, std) over done seeds, by hand from the slopes written
+        "clip c=0.001": (1.55, 0.1 / math.sqrt(2)),
+        "clip c=0.01": (1.0, 0.0),  # s0, s1 done; the unfinished s2 is not averaged
+        "clip c=0.1": (0.3, NAN),  # s1 diverged with slope 99
+        "gp λ=10": (0.0, 0.0),  # the resumed duplicate with slope 7 lost to the later rows
+        "sn": (0.2, NAN),
+        "none": (-0.25, NAN),
+    }
+    for arm, (mean, std) in expected.items():
+        row = _row(report.summary, arm)
+        assert row["act_grad_slope_mean"] == pytest.approx(mean, abs=1e-12), arm
+        assert row["act_grad_slope_std"] == pytest.approx(std, abs=1e-12, nan_ok=True), arm
+
+
+def test_per_run_slopes_use_each_runs_last_step(built) -> None:
+    folder, written, _ = built
+    slopes = act_grad_slopes(read_layers(folder / "layers.csv"))
+    assert set(slopes.index) == set(written.slope)
+    for run_id, a in written.slope.items():
+        assert slopes[run_id] == pytest.approx(a, abs=1e-12), run_id
+    # The unfinished run's last step is 50, where it follows its slope (1.0), not 0.
+    assert slopes["clip-0.01-s2"] == pytest.approx(1.0)
+
+
+def test_ls_slope() -> None:
+    assert ls_slope(np.array([0, 1, 2]), np.array([1.0, 3.0, 5.0])) == pytest.approx(2.0)
+    # y = 0, 2, 1 at x = 0, 1, 2: slope = sum(dx dy) / sum(dx^2) = (-1*-1 + 1*0) / 2 = 0.5
+    assert ls_slope(np.array([0, 1, 2]), np.array([0.0, 2.0, 1.0])) == pytest.approx(0.5)
+    assert math.isnan(ls_slope(np.array([1, 1]), np.array([0.0, 2.0])))
+    assert math.isnan(ls_slope(np.array([]), np.array([])))
+
+
 def test_summary_csv_holds_the_same_numbers(built) -> None:
     folder, _, report = built
     on_disk = pd.read_csv(folder / "summary.csv")
-    stats = [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+    stats = [f"{m}_{s}" for m in (*SUMMARY_METRICS, *OPTIONAL_METRICS) for s in ("mean", "std")]
     expected_columns = ["arm", "constraint", "c", "gp_lambda", "n", "n_diverged", "n_unfinished"]
     assert list(on_disk.columns) == expected_columns + stats
     pd.testing.assert_frame_equal(on_disk[stats], report.summary[stats], check_dtype=False)
@@ -218,15 +382,22 @@ def test_files_written_and_pngs_decode(built) -> None:
     names = sorted(p.relative_to(folder).as_posix() for p in report.files)
     assert names == [
         "plots/clip_frac.png",
+        "plots/layer_grad_norms.png",
+        "plots/samples.png",
+        "plots/surfaces.png",
         "plots/w_vs_step.png",
         "plots/weight_hist.png",
         "report.md",
         "summary.csv",
     ]
     for png in (p for p in report.files if p.suffix == ".png"):
-        image = mpimg.imread(png)
-        assert image.shape[0] > 200 and image.shape[1] > 200, png
-        assert float(np.std(image[..., :3])) > 0.01, f"{png} looks blank"
+        _assert_not_blank(png)
+
+
+def _assert_not_blank(png: Path) -> None:
+    image = mpimg.imread(png)
+    assert image.shape[0] > 200 and image.shape[1] > 200, png
+    assert float(np.std(image[..., :3])) > 0.01, f"{png} looks blank"
 
 
 def test_report_md_links_resolve_and_explain_metrics(built) -> None:
@@ -234,10 +405,15 @@ def test_report_md_links_resolve_and_explain_metrics(built) -> None:
     text = (folder / "report.md").read_text(encoding="utf-8")
     assert text.startswith("# WGAN report: toy-sweep")
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert sorted(links) == ["plots/clip_frac.png", "plots/w_vs_step.png", "plots/weight_hist.png"]
+    expected = ["clip_frac", *NEW_PLOTS, "w_vs_step", "weight_hist"]
+    assert sorted(links) == sorted(f"plots/{name}.png" for name in expected)
     assert all((folder / link).is_file() for link in links)
-    for metric in SUMMARY_METRICS:
+    for metric in (*SUMMARY_METRICS, *OPTIONAL_METRICS):
         assert f"**{metric}**" in text
+    assert "## Diagnostics" in text
+    assert "| clip c=0.001 | 2 | 1.55 ± 0.071 |" in text  # arm, n, act_grad_slope first
+    for heading in ("WGAN-GP Figure 1a", "WGAN-GP Figure 1b", "Generated vs real samples"):
+        assert f"### {heading}" in text or heading in text
     assert "| clip c=0.001 |" in text
     assert "clip-0.1-s1" in text  # diverged runs are listed
 
@@ -250,6 +426,8 @@ def test_terminal_table(built) -> None:
     assert [line.split("  ")[0].strip() for line in body] == ARMS_IN_ORDER
     assert "±" in report.table
     assert "gen_loss" not in report.table
+    assert lines[0].split()[-1] == "act_slope"
+    assert "1.55 ± 0.071" in body[0]
 
 
 def test_format_mean_std() -> None:
@@ -301,14 +479,79 @@ def test_extra_columns_are_tolerated_and_not_reported(built) -> None:
     assert not any("mystery" in col or "future" in col for col in report.summary.columns)
 
 
-def test_without_histograms_and_with_separate_out(tmp_path: Path) -> None:
+def test_without_optional_files_and_with_separate_out(tmp_path: Path) -> None:
     folder, out = tmp_path / "res", tmp_path / "elsewhere" / "rep"
-    write_results(folder, histograms=False)
+    write_results(folder, histograms=False, layers=False, spectra=False, samples=False)
     report = build_report(folder, out)
     assert all(p.is_relative_to(out) and p.is_file() for p in report.files)
-    assert not (out / "plots" / "weight_hist.png").exists()
-    assert "weight_hist" not in (out / "report.md").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["clip_frac.png", "w_vs_step.png"]
+    text = (out / "report.md").read_text(encoding="utf-8")
+    plots = [f"plots/{name}.png" for name in ("weight_hist", *NEW_PLOTS)]
+    for skipped in (*plots, "act_grad_slope", "effective_rank", "Figure 1"):
+        assert skipped not in text
+    assert "| arm | n | grad_norm_interp | modes_covered | high_quality_frac |" in text
     assert not (folder / "report.md").exists()
+    # The new runs.csv columns are still summarised; files that are absent add nothing.
+    assert "modes_covered_mean" in report.summary.columns
+    assert "act_grad_slope_mean" not in report.summary.columns
+    assert "effective_rank_mean" not in report.summary.columns
+    assert "act_slope" not in report.table
+
+
+def test_header_only_layers_empty_spectra_and_1d_samples_are_skipped(tmp_path: Path) -> None:
+    # A live sweep: layers.csv has only its header, spectra.csv no bytes yet; and 1-D data
+    # has samples but nothing to draw in the plane.
+    written = write_results(tmp_path, histograms=False, samples=False)
+    _write_samples(tmp_path / "samples.npz", written, dim=1, surface=False)
+    (tmp_path / "layers.csv").write_text(
+        "run_id,constraint,c,gp_lambda,seed,step,layer,name,act_grad_norm,weight_grad_norm,"
+        "clip_frac\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "spectra.csv").write_text("", encoding="utf-8")
+    report = build_report(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "clip_frac.png",
+        "w_vs_step.png",
+    ]
+    assert "act_grad_slope_mean" not in report.summary.columns
+
+
+def test_samples_without_a_surface_give_only_the_scatter(tmp_path: Path) -> None:
+    written = write_results(tmp_path, histograms=False, layers=False, spectra=False)
+    _write_samples(tmp_path / "samples.npz", written, surface=False)
+    report = build_report(tmp_path)
+    names = sorted(p.name for p in report.files if p.suffix == ".png")
+    assert names == ["clip_frac.png", "samples.png", "w_vs_step.png"]
+    _assert_not_blank(tmp_path / "plots" / "samples.png")
+
+
+def test_first_seed_runs_map_run_ids_not_positions(built) -> None:
+    folder, _, _ = built
+    runs = assign_arms(read_runs(folder / "runs.csv"))
+    kept = runs[runs["status"] != "diverged"]
+    samples = read_samples(folder / "samples.npz")
+    picks = first_seed_runs(kept, summarise(runs), samples)
+    assert [arm for arm, _, _ in picks] == ARMS_IN_ORDER
+    chosen = {arm: str(samples.run_ids[index]) for arm, index, _ in picks}
+    assert chosen["clip c=0.01"] == "clip-0.01-s0"  # stored after s1 in samples.npz
+    assert chosen["clip c=0.1"] == "clip-0.1-s0"
+    assert chosen["gp λ=10"] == "gp-s0"
+    assert [seed for _, _, seed in picks] == [0] * len(ARMS_IN_ORDER)
+
+
+def test_samples_with_wrong_shapes(tmp_path: Path) -> None:
+    write_results(tmp_path, histograms=False, samples=False)
+    np.savez(
+        tmp_path / "samples.npz",
+        run_ids=np.array(["a", "b"]),
+        samples=np.zeros((2, 10, 2)),
+        axis=np.linspace(-1, 1, 5),
+        values=np.zeros((2, 5, 4)),
+    )
+    with pytest.raises(WganError, match=r"samples\.npz has inconsistent arrays") as info:
+        build_report(tmp_path)
+    assert "values (2, 5, 4)" in str(info.value)
 
 
 def test_missing_runs_csv_names_it(tmp_path: Path) -> None:
@@ -332,6 +575,9 @@ def test_missing_folder(tmp_path: Path) -> None:
         ("runs.csv", "run_id,constraint,c\nA,clip,0.01\n", r"runs\.csv lacks .*status"),
         ("metrics.csv", "run_id,step\nA,0\n", r"metrics\.csv lacks .*w_estimate"),
         ("histograms.npz", "not a zip", r"histograms\.npz cannot be read"),
+        ("layers.csv", "run_id,step\nA,0\n", r"layers\.csv lacks .*act_grad_norm"),
+        ("spectra.csv", "run_id,layer\nA,0\n", r"spectra\.csv lacks .*effective_rank"),
+        ("samples.npz", "not a zip", r"samples\.npz cannot be read"),
     ],
 )
 def test_unusable_files_give_one_line_errors(

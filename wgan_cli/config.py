@@ -324,6 +324,11 @@ def _kind(value: Any) -> str:
 
 
 def _check_cross_fields(cfg: Config) -> None:
+    if cfg.data.path is not None:
+        raise WganError(
+            f"data.path does nothing for the built-in data set {cfg.data.dataset!r} "
+            "(file data sets are not supported yet)"
+        )
     for step in cfg.train.hist_steps:
         if step > cfg.train.steps or step % cfg.train.log_every:
             raise WganError(

@@ -1,7 +1,9 @@
 """Turn a results folder written by `wgan sweep` into summary.csv, report.md and plots.
 
 Everything here reads only the results folder, so a report can be rebuilt at any time (also
-while a sweep is still running) without touching training code or a device.
+while a sweep is still running) without touching training code or a device. runs.csv and
+metrics.csv are required; histograms.npz, layers.csv, spectra.csv and samples.npz are
+optional, and a section whose file is absent (or has no rows yet) is left out, never an error.
 
 Figures are built with `matplotlib.figure.Figure` directly rather than pyplot: that renders
 with Agg without switching the process-wide backend (which would disturb a notebook that
@@ -22,6 +24,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from wgan_cli.errors import WganError
 
@@ -47,6 +50,23 @@ TABLE_METRICS = {
     "grad_norm_real": "grad_real",
 }
 HIST_KEYS = ("run_ids", "layer_names", "edges_rel", "scale", "counts")
+# Per-run diagnostics beyond SUMMARY_METRICS, each summarised only where its source exists:
+# act_grad_slope from layers.csv, effective_rank from spectra.csv, the rest from runs.csv.
+OPTIONAL_METRICS = (
+    "act_grad_slope",
+    "effective_rank",
+    "grad_norm_interp",
+    "modes_covered",
+    "high_quality_frac",
+)
+RUNS_OPTIONAL_METRICS = ("grad_norm_interp", "modes_covered", "high_quality_frac")
+LAYER_COLUMNS = ("run_id", "step", "layer", "act_grad_norm", "weight_grad_norm")
+SPECTRA_COLUMNS = ("run_id", "layer", "effective_rank")
+SAMPLE_KEYS = ("run_ids", "samples")
+# Scatter colours shared by samples.png and surfaces.png; arm colours stay for lines.
+REAL_COLOUR = "black"
+FAKE_COLOUR = "#ff7f0e"
+MAX_SCATTER = 1000
 # Known constraints first, in the order a reader compares them; unknown ones after, by name.
 CONSTRAINT_ORDER = ("clip", "gp", "sn", "none")
 # "None" is not missing here: it is never a status, and constraint "none" must stay a string.
@@ -75,6 +95,60 @@ METRIC_MEANINGS = {
     "critic_loss": "mean f(fake) - mean f(real) on training batches (the negative of "
     "w_estimate); shown for completeness, not a quality measure. Arms are never ranked by "
     "generator loss, whose scale depends on the critic.",
+    "act_grad_slope": "least-squares slope of log10 ‖∂(W loss)/∂h_l‖ against hidden layer "
+    "index l (0 = next to the input) at the last logged step; 10**slope is the factor per "
+    "layer. The gradient is backpropagated from the output toward layer 0, so **> 0 means "
+    "it shrinks on its way to the input (vanishing)**, < 0 that it grows (exploding), and "
+    "about 0 that it passes through intact (what a gradient penalty aims for).",
+    "effective_rank": "effective rank of the final critic's weight matrices (exp of the "
+    "entropy of the normalised singular values), averaged over layers: how many directions "
+    "the critic really uses. Clipping tends to collapse it.",
+    "grad_norm_interp": "mean ‖∇x f(x)‖ at random interpolates between real and generated "
+    "points, where the gradient penalty pins it to 1.",
+    "modes_covered": "mixture modes with at least one generated sample within 3 std of the "
+    "centre (gaussian mixtures only). **Higher is better**; fewer than the data's modes "
+    "means mode collapse.",
+    "high_quality_frac": "share of generated samples within 3 std of some mode (gaussian "
+    "mixtures only). **Higher is better**: low means samples are smeared between modes.",
+}
+# One heading and one or two sentences per plot, keyed by file stem, in report.md.
+PLOT_NOTES = {
+    "w_vs_step": (
+        "W estimate and true W1 against step",
+        "The critic's estimate tracks the true W1 only up to its Lipschitz scale K, so compare "
+        "shapes across arms on the left and distances on the right (lower is better).",
+    ),
+    "clip_frac": (
+        "Clipping pile-up",
+        "Share of weights within 1% of ±c; a value climbing towards 1 means the clip binds "
+        "almost everywhere and the critic is close to a sign network.",
+    ),
+    "weight_hist": (
+        "Final weight histograms",
+        "Under clipping the weights pile up against the dashed ±c lines (a bimodal histogram); "
+        "unconstrained, gradient-penalty and spectrally normalised critics spread smoothly.",
+    ),
+    "layer_grad_norms": (
+        "Gradient norms per layer (WGAN-GP Figure 1b)",
+        "Left: norm of the W loss gradient with respect to each hidden layer's activations; "
+        "right: with respect to each layer's weights, at the last logged step (mean of log10 "
+        "over seeds, band min to max). The gradient flows right to left: with a small c it "
+        "shrinks by a roughly constant factor per layer on its way to the input (vanishing, a "
+        "line rising to the right, act_grad_slope > 0), with a large c it can grow "
+        "(exploding, falling to the right), and a gradient penalty keeps it roughly flat.",
+    ),
+    "surfaces": (
+        "Critic value surfaces (WGAN-GP Figure 1a)",
+        "The final critic's value over the plane (first seed of each arm, colour scale per "
+        "panel), with real samples in black and generated samples in orange. A clipped "
+        "critic's surface is much simpler than the data (close to a tilted plane or a few "
+        "ridges), while a gradient penalty lets it follow the modes.",
+    ),
+    "samples": (
+        "Generated vs real samples",
+        "Final generated samples (orange) against held-out real samples (black), first seed "
+        "of each arm: look for missing modes (collapse) and samples smeared between modes.",
+    ),
 }
 
 
@@ -85,6 +159,21 @@ class Report:
     summary: pd.DataFrame
     table: str
     files: list[Path]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Final generated samples per run and, for 2-D data, the critic's value surface."""
+
+    run_ids: np.ndarray
+    samples: np.ndarray  # (R, n, d)
+    real: np.ndarray | None  # (R, m, d) held-out real samples
+    axis: np.ndarray | None  # (G,) grid coordinates, the same for x and y
+    values: np.ndarray | None  # (R, G, G): values[r, i, j] is at x=axis[j], y=axis[i]
+
+    def index(self, run_id: str) -> int | None:
+        hits = np.flatnonzero(self.run_ids == run_id)
+        return int(hits[0]) if hits.size else None
 
 
 @dataclass(frozen=True)
@@ -109,9 +198,15 @@ def build_report(folder: Path, out: Path | None = None) -> Report:
     runs = assign_arms(read_runs(folder / "runs.csv"))
     metrics = read_metrics(folder / "metrics.csv")
     hist = read_histograms(folder / "histograms.npz")
+    layers = read_layers(folder / "layers.csv")
+    spectra = read_spectra(folder / "spectra.csv")
+    samples = read_samples(folder / "samples.npz")
+    runs = add_run_diagnostics(runs, layers, spectra)
     summary = summarise(runs)
     colours = arm_colours(summary["arm"])
-    plots = _write_plots(out / "plots", runs, metrics, hist, summary, colours)
+    plots = _write_plots(
+        out / "plots", runs, metrics, hist, summary, colours, layers=layers, samples=samples
+    )
     name = _sweep_name(folder)
     files = [
         _write_text(out / "summary.csv", summary.to_csv(index=False)),
@@ -128,19 +223,44 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     """Read a results CSV, turning every way it can be unusable into one line naming it."""
     if not path.is_file():
         raise WganError(f"{path} not found (is this a results folder written by `wgan sweep`?)")
-    try:
-        df = pd.read_csv(path, dtype={"run_id": str}, keep_default_na=False, na_values=NA_VALUES)
-    except pd.errors.EmptyDataError:
-        raise WganError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WganError(f"{path} cannot be read as CSV: {first_line}") from None
-    missing = [col for col in required if col not in df.columns]
-    if missing:
-        raise WganError(f"{path} lacks required column(s): {', '.join(missing)}")
+    df = _parse_csv(path)
+    if df is None:
+        raise WganError(f"{path} is empty")
+    _check_columns(path, df, required)
     if df.empty:
         raise WganError(f"{path} has no rows")
     return df
+
+
+def _read_optional_csv(path: Path, required: Sequence[str]) -> pd.DataFrame | None:
+    """Like _read_csv for a file older sweeps lack: absent, empty or header-only is None
+    (a live sweep may not have written a row yet), but a garbled file is still an error."""
+    if not path.exists():
+        return None
+    df = _parse_csv(path)
+    if df is None:
+        return None
+    _check_columns(path, df, required)
+    return None if df.empty else df
+
+
+def _parse_csv(path: Path) -> pd.DataFrame | None:
+    """The CSV as strings and NaN; None for a file with no content at all."""
+    try:
+        return pd.read_csv(path, dtype={"run_id": str}, keep_default_na=False, na_values=NA_VALUES)
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WganError(f"{path} cannot be read as CSV: {first_line}") from None
+    except OSError as err:
+        raise WganError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _check_columns(path: Path, df: pd.DataFrame, required: Sequence[str]) -> None:
+    missing = [col for col in required if col not in df.columns]
+    if missing:
+        raise WganError(f"{path} lacks required column(s): {', '.join(missing)}")
 
 
 def _to_numeric(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -155,7 +275,8 @@ def _to_numeric(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 def read_runs(path: Path) -> pd.DataFrame:
     """Load runs.csv; a resumed sweep may append a run again, so the last row per run wins."""
     df = _read_csv(path, (*RUN_COLUMNS, *SUMMARY_METRICS))
-    df = _to_numeric(df, ("c", "gp_lambda", "seed", *SUMMARY_METRICS))
+    optional = [col for col in RUNS_OPTIONAL_METRICS if col in df.columns]
+    df = _to_numeric(df, ("c", "gp_lambda", "seed", *SUMMARY_METRICS, *optional))
     for col in ("run_id", "constraint", "status"):
         df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str).str.strip()
     df["constraint"] = df["constraint"].replace("", "unknown")
@@ -168,6 +289,75 @@ def read_metrics(path: Path) -> pd.DataFrame:
     df = _to_numeric(df, ("step", *CURVE_METRICS))
     df["run_id"] = df["run_id"].astype(str).str.strip()
     return df.dropna(subset=["step"])
+
+
+def read_layers(path: Path) -> pd.DataFrame | None:
+    """Load layers.csv (per run, logged step and layer gradient norms) if the sweep wrote it.
+
+    A resumed sweep may log a step again, so the last row per (run, step, layer) wins.
+    """
+    df = _read_optional_csv(path, LAYER_COLUMNS)
+    if df is None:
+        return None
+    df = _to_numeric(df, ("step", "layer", "act_grad_norm", "weight_grad_norm"))
+    df["run_id"] = df["run_id"].astype(str).str.strip()
+    df = df.dropna(subset=["step", "layer"])
+    return df.drop_duplicates(["run_id", "step", "layer"], keep="last").reset_index(drop=True)
+
+
+def read_spectra(path: Path) -> pd.DataFrame | None:
+    """Load spectra.csv (per run and layer, the final weights' spectrum) if present."""
+    df = _read_optional_csv(path, SPECTRA_COLUMNS)
+    if df is None:
+        return None
+    df = _to_numeric(df, ("layer", "effective_rank"))
+    df["run_id"] = df["run_id"].astype(str).str.strip()
+    df = df.dropna(subset=["layer"])
+    return df.drop_duplicates(["run_id", "layer"], keep="last").reset_index(drop=True)
+
+
+def read_samples(path: Path) -> Samples | None:
+    """Load samples.npz if present; `real`, and `axis` with `values`, are optional inside."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in SAMPLE_KEYS if key not in npz.files]
+            if missing:
+                raise WganError(f"{path} lacks array(s): {', '.join(missing)}")
+            keys = (*SAMPLE_KEYS, "real", "axis", "values")
+            arrays = {key: npz[key] for key in keys if key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise WganError(f"{path} cannot be read: {err}") from None
+    return _check_samples(path, arrays)
+
+
+def _check_samples(path: Path, arrays: dict[str, np.ndarray]) -> Samples:
+    """Reject shapes the plots could not index, naming every array's shape."""
+    n_runs = len(arrays["run_ids"])
+    samples = np.asarray(arrays["samples"], dtype=float)
+    real = arrays.get("real")
+    axis, values = arrays.get("axis"), arrays.get("values")
+    ok = samples.ndim == 3 and samples.shape[0] == n_runs
+    if real is not None:
+        real = np.asarray(real, dtype=float)
+        ok &= real.ndim == 3 and real.shape[0] == n_runs and real.shape[2:] == samples.shape[2:]
+    if (axis is None) != (values is None):
+        ok = False
+    elif axis is not None:
+        axis, values = np.asarray(axis, dtype=float), np.asarray(values, dtype=float)
+        ok &= axis.ndim == 1 and values.shape == (n_runs, axis.size, axis.size)
+        ok &= bool(np.all(np.diff(axis) > 0))
+    if not ok:
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in arrays.items())
+        raise WganError(f"{path} has inconsistent arrays (axis must increase): {shapes}")
+    return Samples(
+        run_ids=np.asarray(arrays["run_ids"]).astype(str),
+        samples=samples,
+        real=real,
+        axis=axis,
+        values=values,
+    )
 
 
 def read_histograms(path: Path) -> Histograms | None:
@@ -267,9 +457,67 @@ def _constraint_rank(constraint: str) -> int:
     return CONSTRAINT_ORDER.index(constraint) if constraint in CONSTRAINT_ORDER else 99
 
 
+def last_step_rows(layers: pd.DataFrame) -> pd.DataFrame:
+    """Each run's rows at its own last logged step (runs of a live sweep may differ)."""
+    last = layers.groupby("run_id")["step"].transform("max")
+    return layers[layers["step"] == last]
+
+
+def ls_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y on x; NaN unless x takes at least two values."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.unique(x).size < 2:
+        return math.nan
+    dx = x - x.mean()
+    return float(dx @ (y - y.mean()) / (dx @ dx))
+
+
+def act_grad_slopes(layers: pd.DataFrame) -> pd.Series:
+    """Per run: slope of log10(act_grad_norm) against layer index at its last logged step.
+
+    Layers without a positive finite norm (the output layer, a dead layer) are left out.
+    """
+    last = last_step_rows(layers)
+    usable = last[last["act_grad_norm"] > 0]
+    slopes = {
+        run_id: ls_slope(rows["layer"], np.log10(rows["act_grad_norm"]))
+        for run_id, rows in usable.groupby("run_id")
+    }
+    return pd.Series(slopes, name="act_grad_slope", dtype=float)
+
+
+def add_run_diagnostics(
+    runs: pd.DataFrame, layers: pd.DataFrame | None, spectra: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Add per-run act_grad_slope and effective_rank (mean over layers) where their files
+    exist, so summarise() treats them like any final metric."""
+    runs = runs.copy()
+    if layers is not None:
+        runs["act_grad_slope"] = runs["run_id"].map(act_grad_slopes(layers)).astype(float)
+    if spectra is not None:
+        ranks = spectra.groupby("run_id")["effective_rank"].mean()
+        runs["effective_rank"] = runs["run_id"].map(ranks).astype(float)
+    return runs
+
+
+def summary_metrics(frame: pd.DataFrame) -> list[str]:
+    """SUMMARY_METRICS, then the optional ones whose source exists (a column of runs)."""
+    return [*SUMMARY_METRICS, *(m for m in OPTIONAL_METRICS if m in frame.columns)]
+
+
+def _optional_stats(summary: pd.DataFrame) -> list[str]:
+    """Optional metrics with a value for some arm: the ones worth a column in report.md."""
+    return [
+        m
+        for m in OPTIONAL_METRICS
+        if f"{m}_mean" in summary.columns and summary[f"{m}_mean"].notna().any()
+    ]
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per arm; only done runs are averaged so a blow-up cannot skew a mean."""
-    rows = [_summarise_arm(arm, group) for arm, group in runs.groupby("arm", sort=False)]
+    metrics = summary_metrics(runs)
+    rows = [_summarise_arm(arm, group, metrics) for arm, group in runs.groupby("arm", sort=False)]
     summary = pd.DataFrame(rows)
     summary["_rank"] = summary["constraint"].map(_constraint_rank)
     summary = summary.sort_values(
@@ -278,7 +526,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.drop(columns="_rank").reset_index(drop=True)
 
 
-def _summarise_arm(arm: str, group: pd.DataFrame) -> dict[str, object]:
+def _summarise_arm(arm: str, group: pd.DataFrame, metrics: Sequence[str]) -> dict[str, object]:
     done = group[group["status"] == "done"]
     n_diverged = int((group["status"] == "diverged").sum())
     row: dict[str, object] = {
@@ -290,7 +538,7 @@ def _summarise_arm(arm: str, group: pd.DataFrame) -> dict[str, object]:
         "n_diverged": n_diverged,
         "n_unfinished": len(group) - len(done) - n_diverged,
     }
-    for metric in SUMMARY_METRICS:
+    for metric in metrics:
         row[f"{metric}_mean"] = done[metric].mean()
         row[f"{metric}_std"] = done[metric].std(ddof=1)
     return row
@@ -308,13 +556,13 @@ def format_mean_std(mean: float, std: float) -> str:
     return f"{mean:.3g} ± {std:.2g}"
 
 
-def _cells(summary: pd.DataFrame, metrics: Iterable[str]) -> list[list[str]]:
+def _cells(summary: pd.DataFrame, metrics: Iterable[str], counts: bool = True) -> list[list[str]]:
+    metrics = list(metrics)
     return [
         [
             str(row["arm"]),
             str(row["n"]),
-            str(row["n_diverged"]),
-            str(row["n_unfinished"]),
+            *((str(row["n_diverged"]), str(row["n_unfinished"])) if counts else ()),
             *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics),
         ]
         for _, row in summary.iterrows()
@@ -322,9 +570,16 @@ def _cells(summary: pd.DataFrame, metrics: Iterable[str]) -> list[list[str]]:
 
 
 def render_table(summary: pd.DataFrame) -> str:
-    """The plain-text table the CLI prints: aligned columns, a header, and how to read it."""
-    header = ["arm", "n", "div", "unf", *TABLE_METRICS.values()]
-    rows = [header, *_cells(summary, TABLE_METRICS)]
+    """The plain-text table the CLI prints: aligned columns, a header, and how to read it.
+
+    Of the optional diagnostics only act_grad_slope is printed (the one number that says
+    whether gradients vanish or explode); report.md has the rest.
+    """
+    columns = dict(TABLE_METRICS)
+    if "act_grad_slope" in _optional_stats(summary):
+        columns["act_grad_slope"] = "act_slope"
+    header = ["arm", "n", "div", "unf", *columns.values()]
+    rows = [header, *_cells(summary, columns)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [_table_line(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -348,12 +603,28 @@ def _markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
+def _diagnostics_section(summary: pd.DataFrame) -> list[str]:
+    """A second table for the optional diagnostics, so neither table gets too wide to read."""
+    metrics = _optional_stats(summary)
+    if not metrics:
+        return []
+    header = ["arm", "n", *metrics]
+    rows = [header, ["---"] * len(header), *_cells(summary, metrics, counts=False)]
+    return [
+        "## Diagnostics",
+        "Final diagnostics from whichever of layers.csv, spectra.csv and the runs' mode and "
+        "interpolate columns the sweep wrote; mean ± std over the same done runs.",
+        "\n".join("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def render_markdown(
     name: str, runs: pd.DataFrame, summary: pd.DataFrame, plots: list[Path], out: Path
 ) -> str:
     """A report a reader can follow without the code: numbers, their meaning, then pictures."""
     counts = runs["status"].value_counts()
     n_done, n_div = int(counts.get("done", 0)), int(counts.get("diverged", 0))
+    shown = {*SUMMARY_METRICS, *_optional_stats(summary)}
     parts = [
         f"# WGAN report: {name}",
         f"{len(runs)} runs in {len(summary)} arms: {n_done} done, {n_div} diverged, "
@@ -362,16 +633,24 @@ def render_markdown(
         "Final values, mean ± sample std (n - 1) over the done runs' seeds; a single run shows "
         "no std. Diverged and unfinished runs are counted but never averaged in.",
         _markdown_table(summary),
+        *_diagnostics_section(summary),
         "## What the metrics mean",
-        "\n".join(f"- **{m}**: {text}" for m, text in METRIC_MEANINGS.items()),
+        "\n".join(f"- **{m}**: {text}" for m, text in METRIC_MEANINGS.items() if m in shown),
         "## Plots",
         "Curves and histograms use every run that did not diverge (unfinished runs included, "
         "so a live sweep can be watched); lines are the mean over seeds, bands span min to "
-        "max. Each arm keeps one colour in every plot.",
-        *(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in plots),
+        "max. Per-layer gradient norms use done runs only. Each arm keeps one colour in every "
+        "plot.",
+        *(_plot_section(p, out) for p in plots),
         *_diverged_section(runs),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _plot_section(plot: Path, out: Path) -> str:
+    title, note = PLOT_NOTES.get(plot.stem, (plot.stem, ""))
+    image = f"![{plot.stem}]({plot.relative_to(out).as_posix()})"
+    return "\n\n".join(part for part in (f"### {title}", note, image) if part)
 
 
 def _diverged_section(runs: pd.DataFrame) -> list[str]:
@@ -409,7 +688,11 @@ def _write_plots(
     hist: Histograms | None,
     summary: pd.DataFrame,
     colours: dict[str, tuple[float, ...]],
+    *,
+    layers: pd.DataFrame | None = None,
+    samples: Samples | None = None,
 ) -> list[Path]:
+    """Write every plot whose input exists; a missing optional file skips its plot."""
     _mkdir(plot_dir)
     kept = runs[runs["status"] != "diverged"]
     curves = metrics.merge(kept[["run_id", "arm"]], on="run_id", how="inner")
@@ -421,6 +704,17 @@ def _write_plots(
     if hist is not None:
         fig = _plot_histograms(hist, kept, summary, colours)
         paths.append(_save(fig, plot_dir / "weight_hist.png"))
+    if layers is not None:
+        done = runs.loc[runs["status"] == "done", ["run_id", "arm"]]
+        last = last_step_rows(layers).merge(done, on="run_id", how="inner")
+        if not last.empty:
+            fig = _plot_layer_grad_norms(last, arms, colours)
+            paths.append(_save(fig, plot_dir / "layer_grad_norms.png"))
+    picks = first_seed_runs(kept, summary, samples) if samples is not None else []
+    if samples is not None and picks and samples.samples.shape[2] == 2:
+        if samples.values is not None:
+            paths.append(_save(_plot_surfaces(samples, picks), plot_dir / "surfaces.png"))
+        paths.append(_save(_plot_samples(samples, picks), plot_dir / "samples.png"))
     return paths
 
 
@@ -555,6 +849,166 @@ def _plot_arm_histogram(
     ax.set_title(row["arm"], fontsize="medium")
     ax.set_xlabel("weight")
     ax.tick_params(labelsize="small")
+
+
+def _plot_layer_grad_norms(last: pd.DataFrame, arms: Sequence[str], colours: dict) -> Figure:
+    """WGAN-GP Figure 1b: per-layer gradient norms, one line per arm, log scale."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_act, ax_weight = fig.subplots(1, 2)
+    _plot_layer_norms(ax_act, last, "act_grad_norm", arms, colours)
+    _plot_layer_norms(ax_weight, last, "weight_grad_norm", arms, colours)
+    ax_act.set_title("‖∂ W loss / ∂ activations‖ per hidden layer")
+    ax_weight.set_title("‖∂ W loss / ∂ weights‖ per layer")
+    ax_act.set_xlabel("hidden layer (0 = next to the input)  ←  backprop direction")
+    ax_weight.set_xlabel("layer (0 = next to the input; last = output)")
+    step = last["step"].max()
+    fig.suptitle(f"critic gradient norms at the last logged step ({step:g}), done runs")
+    # One legend outside both panels: inside, it would cover lines in one or the other.
+    entries: dict[str, object] = {}
+    for ax in (ax_act, ax_weight):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(entries.values(), entries.keys(), loc="outside right center", fontsize="small")
+    return fig
+
+
+def _plot_layer_norms(
+    ax: Axes, last: pd.DataFrame, column: str, arms: Sequence[str], colours: dict
+) -> None:
+    """Mean of log10 over an arm's runs (a geometric mean, consistent with the slope), with
+    a min-max band when the arm has more than one run."""
+    usable = last[last[column] > 0].assign(log=lambda d: np.log10(d[column]))
+    for arm in arms:
+        rows = usable[usable["arm"] == arm]
+        if rows.empty:
+            continue
+        stats = rows.groupby("layer")["log"].agg(["mean", "min", "max"])
+        colour = colours[arm]
+        ax.plot(stats.index, 10 ** stats["mean"], color=colour, marker="o", lw=1.5, label=arm)
+        if rows["run_id"].nunique() > 1:
+            ax.fill_between(
+                stats.index, 10 ** stats["min"], 10 ** stats["max"], color=colour, alpha=0.2
+            )
+    ax.set_ylabel(column)
+    ax.grid(alpha=0.3, which="both")
+    if ax.has_data():
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.text(0.5, 0.5, f"no {column} values", ha="center", va="center", transform=ax.transAxes)
+
+
+def first_seed_runs(
+    kept: pd.DataFrame, summary: pd.DataFrame, samples: Samples
+) -> list[tuple[str, int, object]]:
+    """Per arm, its lowest-seed run that did not diverge and has samples: (arm, index, seed)."""
+    picks = []
+    for arm in summary["arm"]:
+        rows = kept[kept["arm"] == arm].sort_values(["seed", "run_id"], na_position="last")
+        for run_id, seed in zip(rows["run_id"], rows["seed"], strict=True):
+            index = samples.index(run_id)
+            if index is not None:
+                picks.append((arm, index, seed))
+                break
+    return picks
+
+
+def _panel_grid(n: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    ncols = min(n, 3 if n <= 9 else 4)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _panel_title(arm: str, seed: object) -> str:
+    return f"{arm} (seed {_fmt_int(seed)})"
+
+
+def _scatter_samples(ax: Axes, samples: Samples, index: int, size: float) -> None:
+    """Real then generated on top, at most MAX_SCATTER points each, so neither hides all."""
+    if samples.real is not None:
+        real = samples.real[index, :MAX_SCATTER]
+        ax.scatter(real[:, 0], real[:, 1], s=size, color=REAL_COLOUR, alpha=0.6, lw=0, label="real")
+    fake = samples.samples[index, :MAX_SCATTER]
+    ax.scatter(
+        fake[:, 0], fake[:, 1], s=size, color=FAKE_COLOUR, alpha=0.8, lw=0, label="generated"
+    )
+
+
+def _plot_surfaces(samples: Samples, picks: list[tuple[str, int, object]]) -> Figure:
+    """WGAN-GP Figure 1a: each arm's critic value surface with the samples over it."""
+    fig, axes = _panel_grid(len(picks), 3.6, 3.1)
+    axis = samples.axis
+    extent = (axis[0], axis[-1], axis[0], axis[-1])
+    for ax, (arm, index, seed) in zip(axes, picks, strict=False):
+        values = samples.values[index]
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            image = ax.imshow(
+                values,
+                origin="lower",
+                extent=extent,
+                cmap="Blues",
+                interpolation="bilinear",
+                aspect="equal",
+            )
+            if np.ptp(finite) > 0:
+                ax.contour(
+                    axis,
+                    axis,
+                    values,
+                    levels=8,
+                    colors="white",
+                    linestyles="solid",
+                    linewidths=0.6,
+                    alpha=0.7,
+                )
+            bar = fig.colorbar(image, ax=ax, shrink=0.85, pad=0.02)
+            bar.ax.tick_params(labelsize="x-small")
+            bar.formatter.set_powerlimits((-2, 3))
+            bar.ax.yaxis.get_offset_text().set_fontsize("x-small")
+        else:
+            ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+        _scatter_samples(ax, samples, index, size=2)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        ax.set_title(_panel_title(arm, seed), fontsize="medium")
+        ax.tick_params(labelsize="x-small")
+    _shared_legend(fig, axes[0])
+    fig.suptitle("critic value f(x) (colour, per-panel scale)")
+    return fig
+
+
+def _plot_samples(samples: Samples, picks: list[tuple[str, int, object]]) -> Figure:
+    """Generated against real samples per arm, axes fitted to both so nothing is cut off."""
+    fig, axes = _panel_grid(len(picks), 3.1, 3.1)
+    for ax, (arm, index, seed) in zip(axes, picks, strict=False):
+        _scatter_samples(ax, samples, index, size=3)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(_panel_title(arm, seed), fontsize="medium")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.3)
+    _shared_legend(fig, axes[0])
+    fig.suptitle("final samples")
+    return fig
+
+
+def _shared_legend(fig: Figure, ax: Axes) -> None:
+    """One legend for the figure: every panel uses the same two colours."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=len(handles),
+            markerscale=4,
+            frameon=False,
+        )
 
 
 # ---------------------------------------------------------------- writing

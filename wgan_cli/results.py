@@ -84,7 +84,9 @@ class ResultsFolder:
     @classmethod
     def create(cls, path: Path) -> ResultsFolder:
         """Make a new folder, refusing one that already holds anything."""
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and not path.is_dir():
+            raise WganError(f"--out {path} exists and is not a folder; pick another --out")
+        if path.exists() and any(path.iterdir()):
             raise WganError(
                 f"results folder {path} already exists and is not empty; pick another --out"
             )

@@ -197,14 +197,23 @@ def run_sweep(
 
     groups = group_runs(runs)
     parts = []
-    for i, group in enumerate(groups, 1):
-        label = f"group {i}/{len(groups)} ({len(group)} runs)"
-        finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress)
-        for run, final in zip(group, finals, strict=True):
-            rows[run.run_id] = final
+    try:
+        for i, group in enumerate(groups, 1):
+            label = f"group {i}/{len(groups)} ({len(group)} runs)"
+            finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress)
+            for run, final in zip(group, finals, strict=True):
+                rows[run.run_id] = final
+            folder.write_runs(list(rows.values()))
+            parts.append(arrays_out)
+            _write_arrays(folder, parts, base)
+    except BaseException:
+        # Ctrl-C or a crash: say which runs did not finish, in runs.csv and the manifest.
+        for run_id, row in rows.items():
+            if row["status"] == "pending":
+                rows[run_id] = {**row, "status": "interrupted"}
         folder.write_runs(list(rows.values()))
-        parts.append(arrays_out)
-        _write_arrays(folder, parts, base)
+        folder.write_json("manifest.json", {**manifest, "interrupted": _now()})
+        raise
 
     wall = time.time() - started
     folder.write_json("manifest.json", {**manifest, "finished": _now(), "wall_s": wall})
@@ -245,7 +254,7 @@ def _train_group(
     state = init(jax.random.wrap_key_data(keys), hp)
     pending = chunk(state, hp, dev_arrays)
     names = metrics.layer_names(state.critic["params"])
-    snapshots, last = [], []
+    snapshots, last, first = [], [], 0.0
     for i in range(n_chunks):
         state, out = pending
         if i + 1 < n_chunks:
@@ -257,7 +266,8 @@ def _train_group(
         folder.append_rows("layers.csv", LAYER_COLUMNS, _layer_rows(group, host, names))
         if (i + 1) * cfg.train.log_every in hist_steps:
             snapshots.append(host["histograms"])
-        progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, host))
+        first = first if i else wall
+        progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, first, host))
 
     ends = jax.device_get(final(state))
     artifacts = {
@@ -384,11 +394,16 @@ def _clip_c(cfg: Config) -> float:
     return cfg.constraint.c if cfg.constraint.kind == "clip" else math.inf
 
 
-def _progress_line(label: str, done: int, total: int, steps: int, wall: float, host) -> str:
+def _progress_line(
+    label: str, done: int, total: int, steps: int, wall: float, first: float, host
+) -> str:
+    """One line per chunk; the time left is paced by the chunks after the first, which
+    alone carries the compilation."""
     step = int(np.max(host["step"]))
-    eta = wall / done * (total - done)
+    eta = (wall - first) / (done - 1) * (total - done) if done > 1 else float("nan")
     w = ", ".join(f"{v:.3g}" for v in host["w_estimate"])
-    return f"{label}: step {step}/{steps}  {wall:6.1f}s elapsed, ~{eta:.0f}s left  W est [{w}]"
+    left = f"~{eta:.0f}s left" if eta == eta else "compiled"
+    return f"{label}: step {step}/{steps}  {wall:6.1f}s elapsed, {left}  W est [{w}]"
 
 
 def _now() -> str:
