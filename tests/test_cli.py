@@ -51,7 +51,7 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     """Replace training with a fake that records what the CLI passed to run_sweep."""
     calls: list[dict] = []
 
-    def run_sweep(raw, grid, out, progress=lambda _: None):
+    def run_sweep(raw, grid, out, progress=lambda _: None, devices=None):
         cfg = resolve(raw)
         calls.append(
             {"cfg": cfg, "cs": grid.cs, "seeds": grid.seeds, "grid": grid, "out": Path(out)}

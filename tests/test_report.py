@@ -6,6 +6,7 @@ checks do not reuse the pandas code they are checking.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -17,25 +18,42 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from typer.testing import CliRunner
 
+from wgan_cli.cli import app
 from wgan_cli.errors import WganError
 from wgan_cli.report import (
     OPTIONAL_METRICS,
     SUMMARY_METRICS,
     Histograms,
+    Report,
+    _plane_picks,
+    _plot_arm_histogram,
+    _plot_histograms,
+    _plot_w,
     act_grad_slopes,
+    arm_colours,
     arm_histograms,
     arm_label,
     assign_arms,
     build_report,
     first_seed_runs,
+    folder_labels,
     format_mean_std,
     ls_slope,
+    median_window,
+    parse_formats,
+    read_folder,
     read_histograms,
     read_layers,
     read_runs,
     read_samples,
+    rolling_median,
+    scale_y,
     summarise,
+    symlog_ticks,
 )
 
 NAN = math.nan
@@ -266,11 +284,22 @@ def _write_histograms(path: Path, written: Written) -> None:
     )
 
 
+_TOY: dict[str, tuple[Path, Written, object]] = {}
+
+
+def build_toy_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Written, object]:
+    """The full toy folder and its report in every format, built once per session: rendering
+    its six plots is most of this file's time, and test_report_html.py reads the same page."""
+    if "toy" not in _TOY:
+        folder = tmp_path_factory.mktemp("results") / "toy"
+        written = write_results(folder)
+        _TOY["toy"] = (folder, written, build_report(folder))
+    return _TOY["toy"]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Written, object]:
-    folder = tmp_path_factory.mktemp("results") / "toy"
-    written = write_results(folder)
-    return folder, written, build_report(folder)
+    return build_toy_report(tmp_path_factory)
 
 
 def _row(summary: pd.DataFrame, arm: str) -> pd.Series:
@@ -387,6 +416,7 @@ def test_files_written_and_pngs_decode(built) -> None:
         "plots/surfaces.png",
         "plots/w_vs_step.png",
         "plots/weight_hist.png",
+        "report.html",  # the default writes every format: md, html and csv
         "report.md",
         "summary.csv",
     ]
@@ -602,3 +632,259 @@ def test_histograms_with_wrong_shapes(tmp_path: Path) -> None:
     )
     with pytest.raises(WganError, match=r"histograms\.npz has inconsistent arrays"):
         build_report(tmp_path)
+
+
+# ---------------------------------------------------------------- curves and axes
+
+
+def test_rolling_median_per_run_centred_and_skipping_gaps() -> None:
+    r1 = [5.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0]
+    r2 = [1.0, 1.0, 1.0, 1.0, NAN, 3.0, 3.0, 3.0, 3.0, 3.0]
+    curves = pd.DataFrame(
+        {
+            "run_id": ["r1"] * 10 + ["r2"] * 10,
+            "step": [10 * i for i in range(10)] * 2,
+            "w": r1 + r2,
+        }
+    )
+    # Rows shuffled: the median must follow each run's own steps, not the row order.
+    curves = curves.sample(frac=1.0, random_state=3)
+    smooth = rolling_median(curves, "w", window=5)
+    by_step = {
+        run: dict(zip(rows["step"], smooth[rows.index], strict=True))
+        for run, rows in curves.groupby("run_id")
+    }
+    # r1: windows of 5 around each step, cut at the ends: [5,1,4] 4; [5,1,4,1] 2.5;
+    # [5,1,4,1,5] 4; [1,4,1,5,9] 4; [4,1,5,9,2] 4; [1,5,9,2,6] 5; [5,9,2,6,5] 5;
+    # [9,2,6,5,3] 5; [2,6,5,3] 4; [6,5,3] 5.
+    expected = [4.0, 2.5, 4.0, 4.0, 4.0, 5.0, 5.0, 5.0, 4.0, 5.0]
+    assert by_step["r1"] == {10 * i: v for i, v in enumerate(expected)}
+    # r2: the missing value is skipped: [1,1,1,3] 1 at step 30, [1,1,3,3] 2 at 40 (the gap
+    # itself), [1,3,3,3] 3 at step 50.
+    assert [by_step["r2"][step] for step in (30, 40, 50)] == [1.0, 2.0, 3.0]
+
+
+def test_short_runs_get_a_shorter_median_window() -> None:
+    assert [median_window(n) for n in (1, 2, 3, 4, 6, 9, 10, 200)] == [1, 1, 1, 1, 3, 3, 5, 5]
+    # Two logged steps stay two values, not one average drawn flat.
+    curves = pd.DataFrame({"run_id": ["r", "r"], "step": [10, 20], "w": [1.0, 3.0]})
+    assert list(rolling_median(curves, "w")) == [1.0, 3.0]
+
+
+def _symlog_figure() -> Figure:
+    """The default sweep's shape of w_estimate: c=0.001 near 1e-7 and changing sign, c=0.01
+    near 3e-3, c=0.1 from -0.1 to 10 (the plot whose labels 1e-8, 0, -1e-8 overlapped)."""
+    steps = np.arange(50, 1001, 50)
+    rng = np.random.default_rng(0)
+    values = {
+        "clip c=0.001": 1e-7 * rng.normal(1.0, 1.5, steps.size),
+        "clip c=0.01": 3e-3 * (1 + 0.1 * rng.normal(size=steps.size)),
+        "clip c=0.1": np.concatenate([[-0.1, -0.05], np.linspace(0.1, 10, steps.size - 2)]),
+    }
+    curves = pd.concat(
+        pd.DataFrame({"run_id": arm, "arm": arm, "step": steps, "w_estimate": v, "w1_true": 0.3})
+        for arm, v in values.items()
+    )
+    return _plot_w(curves, list(values), arm_colours(values))
+
+
+def test_symlog_tick_labels_do_not_overlap() -> None:
+    fig = _symlog_figure()
+    FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    low, high = sorted(ax.get_ylim())
+    labels = [
+        label
+        for label, tick in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+        if label.get_text() and low <= tick <= high
+    ]
+    assert 3 <= len(labels) <= 8
+    assert "0" in [label.get_text() for label in labels]
+    boxes = sorted((label.get_window_extent() for label in labels), key=lambda b: b.y0)
+    for below, above in itertools.pairwise(boxes):
+        assert above.y0 >= below.y1, "tick labels overlap"
+
+
+def test_y_scale_choice() -> None:
+    fig = Figure()
+    axes = fig.subplots(1, 3)
+    assert scale_y(axes[0], np.array([0.2, 0.5, 1.0])) == "linear"
+    assert scale_y(axes[1], np.array([1e-9, 1e-3, 10.0, NAN])) == "log"  # all positive
+    assert scale_y(axes[2], np.array([-1e-3, 0.0, 1e-8, 5.0])) == "symlog"
+    major, _ = symlog_ticks(np.array([-1e-3, 0.0, 1e-8, 5.0]), -8)
+    assert 0.0 in major and all(abs(t) >= 1e-8 or t == 0 for t in major)
+
+
+def test_weight_histogram_counts_on_a_log_axis() -> None:
+    fig = Figure()
+    ax = fig.subplots()
+    row = pd.Series({"arm": "clip c=0.01", "constraint": "clip", "c": 0.01})
+    edges = np.linspace(-0.011, 0.011, 12)
+    counts = np.array([5000, 3, 0, 7, 20, 25, 20, 7, 0, 4, 6000], dtype=float)
+    _plot_arm_histogram(ax, (edges, counts), row, (0.1, 0.2, 0.7, 1.0))
+    assert ax.get_yscale() == "log"
+    bottom, top = ax.get_ylim()
+    assert 0 < bottom < 3 and top >= 6000  # the interior's 3 and the pile-up both visible
+
+
+# ---------------------------------------------------------------- formats and folders
+
+
+def test_parse_formats() -> None:
+    assert parse_formats(None) == ("md", "html", "csv")
+    assert parse_formats([]) == ("md", "html", "csv")
+    assert parse_formats(["csv,md"]) == ("md", "csv")
+    assert parse_formats([" HTML ", "csv"]) == ("html", "csv")
+    with pytest.raises(WganError, match=r"'pdf'.*md, html, csv"):
+        parse_formats(["md,pdf"])
+
+
+def _minimal(folder: Path, **kwargs: bool) -> Written:
+    options = {"histograms": False, "layers": False, "spectra": False, "samples": False}
+    return write_results(folder, **(options | kwargs))
+
+
+def test_csv_alone_writes_no_plots(tmp_path: Path) -> None:
+    _minimal(tmp_path)
+    report = build_report(tmp_path, formats=["csv"])
+    assert report.files == [tmp_path / "summary.csv"]
+    assert not (tmp_path / "plots").exists()
+    assert list(report.summary["arm"]) == ARMS_IN_ORDER
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Report]:
+    """Two sweeps with the same run ids and arms, only the two plots every sweep has."""
+    root = tmp_path_factory.mktemp("multi")
+    _minimal(root / "sweeps" / "a")
+    _minimal(root / "sweeps" / "b")
+    out = root / "report"
+    folders = [root / "sweeps" / "a", root / "sweeps" / "b"]
+    return out, build_report(folders, out, formats=["md", "csv"])
+
+
+def test_several_folders_keep_arms_and_runs_apart(two_folders) -> None:
+    out, report = two_folders
+    summary = report.summary
+    assert list(summary.columns[:2]) == ["folder", "arm"]
+    assert list(summary["arm"]) == [f"{f}: {arm}" for f in ("a", "b") for arm in ARMS_IN_ORDER]
+    assert list(summary["folder"]) == ["a"] * 6 + ["b"] * 6
+    # Equal run ids in both folders are kept apart: each arm has its own folder's counts.
+    single = summarise(assign_arms(read_runs(out.parent / "sweeps" / "a" / "runs.csv")))
+    for f in ("a", "b"):
+        mine = summary[summary["folder"] == f].reset_index(drop=True)
+        for col in ("n", "n_diverged", "n_unfinished", "w1_true_mean", "clip_frac_std"):
+            pd.testing.assert_series_equal(mine[col], single[col], check_names=False)
+    on_disk = pd.read_csv(out / "summary.csv")
+    assert list(on_disk["arm"]) == list(summary["arm"])
+
+
+def test_several_folders_report_md(two_folders) -> None:
+    out, report = two_folders
+    names = sorted(p.relative_to(out).as_posix() for p in report.files)
+    assert names == [
+        "plots/clip_frac.png",
+        "plots/w_vs_step.png",
+        "report.md",
+        "summary.csv",
+    ]
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert text.startswith("# WGAN report: a vs b")
+    assert "## Results folders" in text and "**a**" in text and "**b**" in text
+    assert "`a/clip-0.1-s1` (a: clip c=0.1, seed 1): diverged at step 50" in text
+    assert "`b/clip-0.01-s2` (b: clip c=0.01, seed 2): running, 100 steps done" in text
+    assert "| b: gp λ=10 |" in text
+    assert "(lower is better)" in text
+    for png in (p for p in report.files if p.suffix == ".png"):
+        _assert_not_blank(png)
+
+
+def test_read_folder_prefixes_every_run_id(tmp_path: Path) -> None:
+    _minimal(tmp_path / "x", histograms=True, layers=True, samples=True)
+    data = read_folder(tmp_path / "x", "x")
+    assert all(r.startswith("x/") for r in data.runs["run_id"])
+    assert all(a.startswith("x: ") for a in data.runs["arm"])
+    assert all(r.startswith("x/") for r in data.metrics["run_id"])
+    assert all(r.startswith("x/") for r in data.layers["run_id"])
+    assert all(r.startswith("x/") for r in data.hist.run_ids)
+    assert all(r.startswith("x/") for r in data.samples.run_ids)
+    alone = read_folder(tmp_path / "x")
+    assert "folder" not in alone.runs.columns
+    assert list(alone.runs["run_id"]) == [r.removeprefix("x/") for r in data.runs["run_id"]]
+
+
+def test_each_arm_draws_its_own_folders_samples(tmp_path: Path) -> None:
+    # The same run ids in both folders, different samples: each arm's panel must show its
+    # own folder's run, and a folder without samples.npz gives no panels.
+    _minimal(tmp_path / "a", samples=True)
+    _minimal(tmp_path / "b", samples=True)
+    _minimal(tmp_path / "c")
+    data = [read_folder(tmp_path / f, f) for f in ("a", "b", "c")]
+    runs = pd.concat([d.runs for d in data], ignore_index=True)
+    summary = summarise(runs)
+    picks = _plane_picks(data, runs[runs["status"] != "diverged"], summary)
+    assert [arm for arm, *_ in picks] == [f"{f}: {a}" for f in ("a", "b") for a in ARMS_IN_ORDER]
+    for arm, samples, index, _ in picks:
+        folder = arm.split(":")[0]
+        assert samples is data["ab".index(folder)].samples
+        assert samples.run_ids[index].startswith(f"{folder}/")
+
+
+def test_each_arm_draws_its_own_folders_histogram(tmp_path: Path) -> None:
+    _minimal(tmp_path / "a", histograms=True)
+    _minimal(tmp_path / "b")
+    data = [read_folder(tmp_path / f, f) for f in ("a", "b")]
+    runs = pd.concat([d.runs for d in data], ignore_index=True)
+    summary = summarise(runs)
+    hists = {d.source.label: d.hist for d in data if d.hist is not None}
+    kept = runs[runs["status"] != "diverged"]
+    fig = _plot_histograms(hists, kept, summary, arm_colours(summary["arm"]))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(summary["arm"])
+    for ax in panels:
+        texts = [t.get_text() for t in ax.texts]
+        if ax.get_title().startswith("a: "):
+            assert ax.patches and ax.get_yscale() == "log" and not texts, ax.get_title()
+        else:
+            assert texts == ["no histogram"], ax.get_title()
+
+
+def test_folder_labels_add_parents_until_distinct(tmp_path: Path) -> None:
+    assert folder_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+    labels = folder_labels([tmp_path / "x" / "res", tmp_path / "y" / "res"])
+    assert labels == ["x/res", "y/res"]
+
+
+def test_several_folders_need_out(tmp_path: Path) -> None:
+    _minimal(tmp_path / "a")
+    _minimal(tmp_path / "b")
+    with pytest.raises(WganError, match="--out") as info:
+        build_report([tmp_path / "a", tmp_path / "b"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(WganError, match="given twice"):
+        build_report([tmp_path / "a", tmp_path / "b" / ".." / "a"], tmp_path / "o")
+    with pytest.raises(WganError, match=r"results folder .*nope does not exist"):
+        build_report([tmp_path / "a", tmp_path / "nope"], tmp_path / "o")
+
+
+def test_cli_report_formats_and_folders(tmp_path: Path) -> None:
+    _minimal(tmp_path / "a")
+    _minimal(tmp_path / "b")
+    a, b, out = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "out")
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", a, b, "--out", out, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "a: clip c=0.001" in result.stdout and "b: none" in result.stdout
+    assert "better: w1_true lower" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.csv"]
+    for args, needle in [
+        ([a, b], "--out"),
+        ([a, "--format", "pdf"], "pdf"),
+        ([a, str(tmp_path / "missing"), "--out", out], "missing"),
+    ]:
+        failed = runner.invoke(app, ["report", *args])
+        assert failed.exit_code == 2, (args, failed.output)
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]

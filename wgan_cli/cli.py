@@ -33,6 +33,15 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", help="New results folder (default: results/<name>-<timestamp>)."),
 ]
+DevicesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--devices",
+        min=1,
+        help="Devices to shard the runs over (default: all; on a CPU, one per core). "
+        "1 turns sharding off.",
+    ),
+]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,11 +86,13 @@ def train(
     config: Annotated[Path, typer.Option("--config", help="Experiment YAML file.")],
     set_: SetOpt = None,
     out: OutOpt = None,
+    devices: DevicesOpt = None,
 ) -> None:
     """Train one run: the config's own constraint, c (or λ) and seed."""
+    _start_jax(devices)
     from wgan_cli.sweep import Grid
 
-    _sweep(config, Grid(), set_ or [], out)
+    _sweep(config, Grid(), set_ or [], out, devices)
 
 
 @app.command()
@@ -108,11 +119,13 @@ def sweep(
     ] = None,
     set_: SetOpt = None,
     out: OutOpt = None,
+    devices: DevicesOpt = None,
 ) -> None:
     """Train every arm x setting x seed into one results folder, one program per shape.
 
     The clip arm runs once per --c, the gp arm once per --gp-lambda, sn and none once each.
     """
+    _start_jax(devices)
     from wgan_cli.sweep import Grid, parse_list
 
     grid = Grid(
@@ -121,28 +134,69 @@ def sweep(
         gp_lambdas=parse_list(gp_lambda, "--gp-lambda", float) if gp_lambda is not None else None,
         seeds=parse_list(seeds, "--seeds", int) if seeds is not None else None,
     )
-    _sweep(config, grid, set_ or [], out)
+    _sweep(config, grid, set_ or [], out, devices)
 
 
 @app.command()
 @user_errors
 def report(
-    folder: Annotated[Path, typer.Argument(help="A results folder written by train or sweep.")],
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Results folder(s) written by train or sweep; several are compared in one "
+            "report, each arm labelled with its folder's name.",
+            metavar="FOLDER...",
+        ),
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Where to write (default: the results folder).")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write (default: the results folder; required with several folders).",
+        ),
+    ] = None,
+    format_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="md (report.md + plots/), html (self-contained report.html) or csv "
+            "(summary.csv); repeat or comma-separate. Default: all three.",
+        ),
     ] = None,
 ) -> None:
-    """Summarise a results folder: a table per c, summary.csv, report.md and plots."""
-    from wgan_cli.report import build_report
+    """Summarise results folders: a table per arm, summary.csv, report.md, report.html, plots."""
+    from wgan_cli.report import build_report, parse_formats
 
-    if not folder.is_dir():
-        raise WganError(f"results folder not found: {folder}")
-    result = build_report(folder, out)
+    formats = parse_formats(format_)
+    for folder in folders:
+        if not folder.is_dir():
+            raise WganError(f"results folder not found: {folder}")
+    if len(folders) > 1 and out is None:
+        raise WganError(
+            f"{len(folders)} results folders make one report: say where it goes with --out DIR"
+        )
+    result = build_report(folders, out, formats=formats)
     typer.echo(result.table)
-    typer.echo(f"wrote {', '.join(str(p) for p in result.files)}")
+    pngs = [p for p in result.files if p.suffix == ".png"]
+    written = [str(p) for p in result.files if p.suffix != ".png"]
+    if pngs:
+        written.append(f"{len(pngs)} plots in {pngs[0].parent}")
+    typer.echo(f"wrote {', '.join(written)}")
 
 
-def _sweep(config: Path | None, grid, sets: list[str], out: Path | None) -> None:
+def _start_jax(devices: int | None) -> None:
+    """Before jax is imported: one CPU device per core unless sharding is off, and the
+    on-disk compile cache."""
+    from wgan_cli.devices import enable_compile_cache, use_host_devices
+
+    if devices != 1:
+        use_host_devices(devices)
+    enable_compile_cache()
+
+
+def _sweep(
+    config: Path | None, grid, sets: list[str], out: Path | None, devices: int | None
+) -> None:
     from wgan_cli.config import load_raw, resolve
     from wgan_cli.sweep import check_grid, run_sweep
 
@@ -151,7 +205,9 @@ def _sweep(config: Path | None, grid, sets: list[str], out: Path | None) -> None
         typer.echo(f"warning: {warning}", err=True)
     if out is None:
         out = Path("results") / f"{resolve(raw).name}-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_sweep(raw, grid, out, progress=lambda line: print(line, file=sys.stderr))
+    result = run_sweep(
+        raw, grid, out, progress=lambda line: print(line, file=sys.stderr), devices=devices
+    )
     run_steps = result.generator_steps
     typer.echo(
         f"{len(result.runs)} runs in {result.wall_s:.1f}s "

@@ -12,11 +12,12 @@ imports this module) and leaves no global figure registry to leak or close.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from wgan_cli.errors import WganError
 
@@ -74,8 +76,8 @@ NA_VALUES = ["", "nan", "NaN", "NA", "N/A", "<NA>", "null"]
 
 METRIC_MEANINGS = {
     "w1_true": "exact Wasserstein-1 distance between generated and held-out real samples "
-    "(optimal transport). **Lower is better**: the generator is closer to the data. This is "
-    "the ground truth for comparing arms.",
+    "(optimal transport): the generator is closer to the data when it is lower. This is the "
+    "ground truth for comparing arms.",
     "w_estimate": "the critic's estimate of W1, mean f(real) - mean f(fake) on held-out "
     "samples. It equals W1 only for an optimal 1-Lipschitz critic; under clipping it is W1 "
     "times an unknown scale, so compare it with w1_true rather than reading it as a distance.",
@@ -83,9 +85,9 @@ METRIC_MEANINGS = {
     "(the WGAN paper's K * W1). 1 means a tight 1-Lipschitz estimate; clipping typically "
     "gives K far below 1, which rescales the generator's gradients, so compare arms rather "
     "than demanding 1.",
-    "clip_frac": "share of critic weights piled up within 1% of ±c. **Lower is healthier**: "
-    "near 1 means the clip binds almost everywhere and the critic is close to a sign network. "
-    "Empty for arms without clipping.",
+    "clip_frac": "share of critic weights piled up within 1% of ±c: near 1 means the clip "
+    "binds almost everywhere and the critic is close to a sign network. Empty for arms "
+    "without clipping.",
     "weight_abs_max": "largest |weight| in the critic; under clipping it cannot exceed c.",
     "grad_norm_real": "mean ‖∇x f(x)‖ at real points. An optimal 1-Lipschitz critic has "
     "norm 1 there; a clipped critic scales it by K like w_estimate. Values near 0 mean the "
@@ -94,7 +96,7 @@ METRIC_MEANINGS = {
     "actually trains on; read like grad_norm_real.",
     "critic_loss": "mean f(fake) - mean f(real) on training batches (the negative of "
     "w_estimate); shown for completeness, not a quality measure. Arms are never ranked by "
-    "generator loss, whose scale depends on the critic.",
+    "generator loss, whose offset and scale depend on the critic.",
     "act_grad_slope": "least-squares slope of log10 ‖∂(W loss)/∂h_l‖ against hidden layer "
     "index l (0 = next to the input) at the last logged step; 10**slope is the factor per "
     "layer. The gradient is backpropagated from the output toward layer 0, so **> 0 means "
@@ -106,17 +108,39 @@ METRIC_MEANINGS = {
     "grad_norm_interp": "mean ‖∇x f(x)‖ at random interpolates between real and generated "
     "points, where the gradient penalty pins it to 1.",
     "modes_covered": "mixture modes with at least one generated sample within 3 std of the "
-    "centre (gaussian mixtures only). **Higher is better**; fewer than the data's modes "
-    "means mode collapse.",
+    "centre (gaussian mixtures only); fewer than the data's modes means mode collapse.",
     "high_quality_frac": "share of generated samples within 3 std of some mode (gaussian "
-    "mixtures only). **Higher is better**: low means samples are smeared between modes.",
+    "mixtures only); low means samples are smeared between modes.",
 }
+# Which way each metric is better, said next to every table. None: a diagnostic with no
+# better direction (w_estimate's scale is arbitrary under clipping, so it is never ranked).
+BETTER: dict[str, str | None] = {
+    "w1_true": "lower",
+    "w_estimate": None,
+    "lipschitz_ratio": "closer to 1",
+    "clip_frac": "lower",
+    "weight_abs_max": None,
+    "grad_norm_real": "closer to 1",
+    "grad_norm_fake": "closer to 1",
+    "critic_loss": None,
+    "act_grad_slope": "closer to 0",
+    "effective_rank": None,
+    "grad_norm_interp": "closer to 1",
+    "modes_covered": "higher",
+    "high_quality_frac": "higher",
+}
+NO_DIRECTION = "no better direction: a diagnostic"
 # One heading and one or two sentences per plot, keyed by file stem, in report.md.
 PLOT_NOTES = {
     "w_vs_step": (
         "W estimate and true W1 against step",
         "The critic's estimate tracks the true W1 only up to its Lipschitz scale K, so compare "
-        "shapes across arms on the left and distances on the right (lower is better).",
+        "shapes across arms on the left and distances on the right (lower is better). Thin "
+        "lines are the raw logged values; thick lines a running median over 5 logged steps "
+        "(fewer for runs under 10 logged steps), with a band from the lowest to the highest "
+        "seed. When an axis spans several orders of "
+        "magnitude it is logarithmic (symmetric about 0, and linear close to 0, when values "
+        "change sign).",
     ),
     "clip_frac": (
         "Clipping pile-up",
@@ -126,7 +150,8 @@ PLOT_NOTES = {
     "weight_hist": (
         "Final weight histograms",
         "Under clipping the weights pile up against the dashed ±c lines (a bimodal histogram); "
-        "unconstrained, gradient-penalty and spectrally normalised critics spread smoothly.",
+        "unconstrained, gradient-penalty and spectrally normalised critics spread smoothly. "
+        "Counts are on a log axis so the interior stays visible next to the pile-up.",
     ),
     "layer_grad_norms": (
         "Gradient norms per layer (WGAN-GP Figure 1b)",
@@ -152,6 +177,11 @@ PLOT_NOTES = {
 }
 
 
+# What `--format` can ask for: summary.csv, report.md (with plots/*.png), report.html.
+ALL_FORMATS = ("md", "html", "csv")
+MEDIAN_WINDOW = 5  # logged steps in the running median drawn over the raw curves
+
+
 @dataclass(frozen=True)
 class Report:
     """What the CLI needs after building a report: data for callers, text to print, paths."""
@@ -159,6 +189,27 @@ class Report:
     summary: pd.DataFrame
     table: str
     files: list[Path]
+    out: Path | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One results folder in a report: where it is, what to call it, what made it."""
+
+    folder: Path
+    label: str  # the folder's name in a report of several folders; "" when it is alone
+    name: str
+    manifest: dict
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A rendered figure: file stem, heading, caption and PNG bytes (for file and HTML)."""
+
+    stem: str
+    title: str
+    note: str
+    png: bytes
 
 
 @dataclass(frozen=True)
@@ -186,15 +237,111 @@ class Histograms:
     counts: np.ndarray
 
 
-def build_report(folder: Path, out: Path | None = None) -> Report:
-    """Read a results folder and write summary.csv, report.md and plots/ into `out`.
+def build_report(
+    folders: Path | str | Sequence[Path | str],
+    out: Path | None = None,
+    *,
+    formats: Iterable[str] = ALL_FORMATS,
+) -> Report:
+    """Read one or more results folders and write the report into `out`.
 
-    `out` defaults to the folder itself so a results folder is self-describing.
+    `formats` picks the files: "csv" summary.csv, "md" report.md with plots/*.png, "html" a
+    self-contained report.html. With one folder `out` defaults to the folder itself, so a
+    results folder is self-describing; several folders are compared in one report and need
+    an explicit `out` (there is no one folder it would belong to). Arms and run ids of
+    several folders are prefixed with the folder's name, so equal settings stay distinct.
     """
-    folder = Path(folder)
-    out = folder if out is None else Path(out)
-    if not folder.is_dir():
-        raise WganError(f"results folder {folder} does not exist")
+    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(f) for f in folders]
+    formats = parse_formats(list(formats))
+    if not folders:
+        raise WganError("no results folder given")
+    for folder in folders:
+        if not folder.is_dir():
+            raise WganError(f"results folder {folder} does not exist")
+    if len(folders) > 1 and out is None:
+        raise WganError(
+            f"{len(folders)} results folders are compared in one report: say where it goes "
+            "with --out DIR"
+        )
+    _check_distinct(folders)
+    out = folders[0] if out is None else Path(out)
+    labels = folder_labels(folders) if len(folders) > 1 else [""]
+    data = [read_folder(folder, label) for folder, label in zip(folders, labels, strict=True)]
+    sources = [d.source for d in data]
+    runs = pd.concat([d.runs for d in data], ignore_index=True)
+    summary = summarise(runs)
+    _mkdir(out)
+    files = []
+    if "csv" in formats:
+        files.append(_write_text(out / "summary.csv", summary.to_csv(index=False)))
+    plots = make_plots(data, runs, summary) if {"md", "html"} & set(formats) else []
+    title = report_title(sources)
+    if "md" in formats:
+        text = render_markdown(title, runs, summary, plots, sources=sources)
+        files.append(_write_text(out / "report.md", text))
+    if "html" in formats:
+        from wgan_cli.report_html import render_html
+
+        page = render_html(title, runs, summary, plots, sources)
+        files.append(_write_text(out / "report.html", page))
+    if "md" in formats:  # report.md links the PNG files; report.html carries its own copies
+        files += _write_pngs(out / "plots", plots)
+    return Report(summary=summary, table=render_table(summary), files=files, out=out)
+
+
+def parse_formats(values: Iterable[str] | None) -> tuple[str, ...]:
+    """`--format md --format html` or `--format md,html`; nothing means all of them."""
+    chosen = [v.strip().lower() for value in (values or ()) for v in str(value).split(",")]
+    chosen = [v for v in chosen if v]
+    unknown = [v for v in chosen if v not in ALL_FORMATS]
+    if unknown:
+        raise WganError(
+            f"unknown report format {unknown[0]!r}: choose from {', '.join(ALL_FORMATS)}"
+        )
+    return tuple(f for f in ALL_FORMATS if f in chosen) if chosen else ALL_FORMATS
+
+
+def _check_distinct(folders: Sequence[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        key = folder.resolve()
+        if key in seen:
+            raise WganError(f"results folder {folder} is given twice (as {seen[key]})")
+        seen[key] = folder
+
+
+def folder_labels(folders: Sequence[Path]) -> list[str]:
+    """Each folder's name, with as many parent folders as it takes to tell them apart."""
+    parts = [folder.resolve().parts for folder in folders]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-k:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(folder) for folder in folders]  # unreachable for distinct resolved paths
+
+
+def report_title(sources: Sequence[Source]) -> str:
+    if len(sources) == 1:
+        return sources[0].name
+    return " vs ".join(s.label for s in sources)
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """Everything read from one results folder; run ids and arms already made unique."""
+
+    source: Source
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    hist: Histograms | None
+    layers: pd.DataFrame | None
+    samples: Samples | None
+
+
+def read_folder(folder: Path, label: str = "") -> FolderData:
+    """Read a results folder. With a label (a report of several folders) every run id
+    becomes `label/run_id` and every arm `label: arm`, in every table and array, so runs and
+    arms of different folders never merge, even when they share settings or run ids."""
     runs = assign_arms(read_runs(folder / "runs.csv"))
     metrics = read_metrics(folder / "metrics.csv")
     hist = read_histograms(folder / "histograms.npz")
@@ -202,18 +349,22 @@ def build_report(folder: Path, out: Path | None = None) -> Report:
     spectra = read_spectra(folder / "spectra.csv")
     samples = read_samples(folder / "samples.npz")
     runs = add_run_diagnostics(runs, layers, spectra)
-    summary = summarise(runs)
-    colours = arm_colours(summary["arm"])
-    plots = _write_plots(
-        out / "plots", runs, metrics, hist, summary, colours, layers=layers, samples=samples
-    )
-    name = _sweep_name(folder)
-    files = [
-        _write_text(out / "summary.csv", summary.to_csv(index=False)),
-        _write_text(out / "report.md", render_markdown(name, runs, summary, plots, out)),
-        *plots,
-    ]
-    return Report(summary=summary, table=render_table(summary), files=files)
+    manifest = _manifest(folder)
+    name = str(manifest.get("name") or folder.resolve().name)
+    if label:
+        prefix = f"{label}/"
+        runs["run_id"] = prefix + runs["run_id"]
+        runs["arm"] = f"{label}: " + runs["arm"]
+        runs.insert(0, "folder", label)
+        metrics = metrics.assign(run_id=prefix + metrics["run_id"])
+        if layers is not None:
+            layers = layers.assign(run_id=prefix + layers["run_id"])
+        if hist is not None:
+            hist = replace(hist, run_ids=np.array([prefix + r for r in hist.run_ids]))
+        if samples is not None:
+            samples = replace(samples, run_ids=np.array([prefix + r for r in samples.run_ids]))
+    source = Source(folder=folder, label=label, name=name, manifest=manifest)
+    return FolderData(source, runs, metrics, hist, layers, samples)
 
 
 # ---------------------------------------------------------------- reading
@@ -401,13 +552,13 @@ def _check_histograms(path: Path, arrays: dict[str, np.ndarray]) -> Histograms:
     )
 
 
-def _sweep_name(folder: Path) -> str:
-    """The manifest's name if it has a readable one; the report must not fail over metadata."""
+def _manifest(folder: Path) -> dict:
+    """manifest.json if it is readable; the report must not fail over metadata."""
     try:
-        name = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("name")
-    except (OSError, ValueError, AttributeError):
-        name = None
-    return str(name) if name else folder.resolve().name
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 # ---------------------------------------------------------------- arms and summary
@@ -515,21 +666,30 @@ def _optional_stats(summary: pd.DataFrame) -> list[str]:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per arm; only done runs are averaged so a blow-up cannot skew a mean."""
+    """One row per arm; only done runs are averaged so a blow-up cannot skew a mean.
+
+    Arms are ordered by their settings (constraint, then c or λ), never by a result. With a
+    `folder` column (a report of several folders) they come folder by folder, in the order
+    the folders were given, and the summary starts with that column.
+    """
     metrics = summary_metrics(runs)
     rows = [_summarise_arm(arm, group, metrics) for arm, group in runs.groupby("arm", sort=False)]
     summary = pd.DataFrame(rows)
+    keys = ["_rank", "constraint", "c", "gp_lambda", "arm"]
     summary["_rank"] = summary["constraint"].map(_constraint_rank)
-    summary = summary.sort_values(
-        ["_rank", "constraint", "c", "gp_lambda", "arm"], na_position="last", kind="stable"
-    )
-    return summary.drop(columns="_rank").reset_index(drop=True)
+    if "folder" in summary.columns:
+        order = {label: i for i, label in enumerate(dict.fromkeys(runs["folder"]))}
+        summary["_folder"] = summary["folder"].map(order)
+        keys.insert(0, "_folder")
+    summary = summary.sort_values(keys, na_position="last", kind="stable")
+    return summary.drop(columns=[k for k in keys if k.startswith("_")]).reset_index(drop=True)
 
 
 def _summarise_arm(arm: str, group: pd.DataFrame, metrics: Sequence[str]) -> dict[str, object]:
     done = group[group["status"] == "done"]
     n_diverged = int((group["status"] == "diverged").sum())
-    row: dict[str, object] = {
+    row: dict[str, object] = {"folder": group["folder"].iloc[0]} if "folder" in group else {}
+    row |= {
         "arm": arm,
         "constraint": group["constraint"].iloc[0],
         "c": group["arm_c"].iloc[0],
@@ -546,14 +706,51 @@ def _summarise_arm(arm: str, group: pd.DataFrame, metrics: Sequence[str]) -> dic
 
 # ---------------------------------------------------------------- text
 
+# One rounding rule for every table (terminal, report.md, report.html): three significant
+# figures for a mean and two for its std are enough to compare arms and keep tables narrow.
+MEAN_FORMAT = ".3g"
+STD_FORMAT = ".2g"
+
 
 def format_mean_std(mean: float, std: float) -> str:
-    """Three significant figures are enough to compare arms and keep the table narrow."""
+    """`mean ± std` by the one rounding rule; a lone run has no std, no run shows `-`."""
     if math.isnan(mean):
         return "-"
     if math.isnan(std):
-        return f"{mean:.3g}"
-    return f"{mean:.3g} ± {std:.2g}"
+        return f"{mean:{MEAN_FORMAT}}"
+    return f"{mean:{MEAN_FORMAT}} ± {std:{STD_FORMAT}}"
+
+
+def better_text(metric: str) -> str:
+    """Which way a metric is better, as a phrase ("lower is better", or NO_DIRECTION);
+    every table says it for every column."""
+    direction = BETTER.get(metric)
+    return f"{direction} is better" if direction else NO_DIRECTION
+
+
+def run_counts(runs: pd.DataFrame) -> dict[str, int]:
+    """Runs by outcome: done runs are averaged; diverged and unfinished ones only counted."""
+    status = runs["status"].value_counts()
+    done, diverged = int(status.get("done", 0)), int(status.get("diverged", 0))
+    return {
+        "runs": len(runs),
+        "done": done,
+        "diverged": diverged,
+        "unfinished": len(runs) - done - diverged,
+    }
+
+
+def counts_sentence(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
+    n = run_counts(runs)
+    return (
+        f"{n['runs']} runs in {len(summary)} arms: {n['done']} done, {n['diverged']} diverged, "
+        f"{n['unfinished']} unfinished."
+    )
+
+
+def table_metrics(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The main table's metrics and the diagnostics table's (those with a value somewhere)."""
+    return list(SUMMARY_METRICS), _optional_stats(summary)
 
 
 def _cells(summary: pd.DataFrame, metrics: Iterable[str], counts: bool = True) -> list[list[str]]:
@@ -587,6 +784,14 @@ def render_table(summary: pd.DataFrame) -> str:
         "mean ± std over the n done runs (seeds); diverged (div) and unfinished (unf) runs "
         "are counted, never averaged."
     )
+    directed = [f"{short} {BETTER[m]}" for m, short in columns.items() if BETTER.get(m)]
+    undirected = [short for m, short in columns.items() if not BETTER.get(m)]
+    lines.append(f"better: {', '.join(directed)}.")
+    if undirected:
+        lines.append(
+            f"{' and '.join(undirected)}: diagnostics, no better direction (w_estimate's scale "
+            "is arbitrary under clipping). Arms are never ranked by the generator loss."
+        )
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -595,6 +800,16 @@ def _table_line(cells: list[str], widths: list[int]) -> str:
     padded = [cells[0].ljust(widths[0])]
     padded += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
     return "  ".join(padded)
+
+
+def _better_line(metrics: Iterable[str]) -> str:
+    metrics = list(metrics)
+    directed = [f"{m} {BETTER[m]}" for m in metrics if BETTER.get(m)]
+    undirected = [m for m in metrics if not BETTER.get(m)]
+    line = f"Better: {'; '.join(directed)}." if directed else ""
+    if undirected:
+        line += f" No better direction (diagnostics): {', '.join(undirected)}."
+    return line.strip()
 
 
 def _markdown_table(summary: pd.DataFrame) -> str:
@@ -612,58 +827,121 @@ def _diagnostics_section(summary: pd.DataFrame) -> list[str]:
     rows = [header, ["---"] * len(header), *_cells(summary, metrics, counts=False)]
     return [
         "## Diagnostics",
-        "Final diagnostics from whichever of layers.csv, spectra.csv and the runs' mode and "
-        "interpolate columns the sweep wrote; mean ± std over the same done runs.",
+        DIAGNOSTICS_NOTE,
         "\n".join("| " + " | ".join(row) + " |" for row in rows),
+        _better_line(metrics),
     ]
 
 
+SUMMARY_NOTE = (
+    "Final values, mean ± sample std (n - 1) over the done runs' seeds; a single run shows "
+    "no std. Diverged and unfinished runs are counted but never averaged in. Arms are listed "
+    "by their settings, not ranked; the generator loss is never used to rank them (its "
+    "offset is arbitrary)."
+)
+DIAGNOSTICS_NOTE = (
+    "Final diagnostics from whichever of layers.csv, spectra.csv and the runs' mode and "
+    "interpolate columns the sweep wrote; mean ± std over the same done runs."
+)
+PLOTS_NOTE = (
+    "Curves and histograms use every run that did not diverge (unfinished runs included, "
+    "so a live sweep can be watched); lines are the mean over seeds, bands span min to "
+    "max. Per-layer gradient norms use done runs only. Each arm keeps one colour in every "
+    "plot."
+)
+
+
 def render_markdown(
-    name: str, runs: pd.DataFrame, summary: pd.DataFrame, plots: list[Path], out: Path
+    name: str,
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    plots: Sequence[Plot],
+    *,
+    sources: Sequence[Source] = (),
 ) -> str:
     """A report a reader can follow without the code: numbers, their meaning, then pictures."""
-    counts = runs["status"].value_counts()
-    n_done, n_div = int(counts.get("done", 0)), int(counts.get("diverged", 0))
     shown = {*SUMMARY_METRICS, *_optional_stats(summary)}
     parts = [
         f"# WGAN report: {name}",
-        f"{len(runs)} runs in {len(summary)} arms: {n_done} done, {n_div} diverged, "
-        f"{len(runs) - n_done - n_div} unfinished.",
+        counts_sentence(runs, summary),
+        *_sources_section(sources),
         "## Summary",
-        "Final values, mean ± sample std (n - 1) over the done runs' seeds; a single run shows "
-        "no std. Diverged and unfinished runs are counted but never averaged in.",
+        SUMMARY_NOTE,
         _markdown_table(summary),
+        _better_line(SUMMARY_METRICS),
         *_diagnostics_section(summary),
         "## What the metrics mean",
-        "\n".join(f"- **{m}**: {text}" for m, text in METRIC_MEANINGS.items() if m in shown),
-        "## Plots",
-        "Curves and histograms use every run that did not diverge (unfinished runs included, "
-        "so a live sweep can be watched); lines are the mean over seeds, bands span min to "
-        "max. Per-layer gradient norms use done runs only. Each arm keeps one colour in every "
-        "plot.",
-        *(_plot_section(p, out) for p in plots),
-        *_diverged_section(runs),
+        "\n".join(
+            f"- **{m}** ({better_text(m)}): {text}"
+            for m, text in METRIC_MEANINGS.items()
+            if m in shown
+        ),
+        *(["## Plots", PLOTS_NOTE] if plots else []),
+        *(_plot_section(p) for p in plots),
+        *_left_out_section(runs),
     ]
     return "\n\n".join(parts) + "\n"
 
 
-def _plot_section(plot: Path, out: Path) -> str:
-    title, note = PLOT_NOTES.get(plot.stem, (plot.stem, ""))
-    image = f"![{plot.stem}]({plot.relative_to(out).as_posix()})"
-    return "\n\n".join(part for part in (f"### {title}", note, image) if part)
+def _plot_section(plot: Plot) -> str:
+    image = f"![{plot.stem}](plots/{plot.stem}.png)"
+    return "\n\n".join(part for part in (f"### {plot.title}", plot.note, image) if part)
 
 
-def _diverged_section(runs: pd.DataFrame) -> list[str]:
-    """List diverged runs so they can be inspected rather than silently dropped."""
-    diverged = runs[runs["status"] == "diverged"]
-    if diverged.empty:
+def source_facts(source: Source) -> list[tuple[str, str]]:
+    """What the manifest says about how a folder was made, as (what, value) pairs."""
+    manifest = source.manifest
+    facts = [("folder", str(source.folder)), ("name", source.name)]
+    for key in ("command", "started", "git_commit", "n_runs"):
+        if manifest.get(key) not in (None, ""):
+            facts.append((key.replace("_", " "), str(manifest[key])))
+    try:
+        wall = float(manifest.get("wall_s"))
+    except (TypeError, ValueError):
+        wall = math.nan
+    if math.isfinite(wall):
+        facts.append(("wall time", f"{wall:.0f} s"))
+    return facts
+
+
+def _sources_section(sources: Sequence[Source]) -> list[str]:
+    if not sources:
         return []
-    step = diverged["diverged_step"] if "diverged_step" in runs else pd.Series(dtype=float)
-    lines = [
-        f"- `{r.run_id}` ({r.arm}, seed {_fmt_int(r.seed)}): step {_fmt_int(step.get(i))}"
-        for i, r in diverged.iterrows()
-    ]
-    return ["## Diverged runs", "\n".join(lines)]
+    lines = []
+    for source in sources:
+        facts = "; ".join(f"{k} `{v}`" for k, v in source_facts(source))
+        lines.append(f"- **{source.label}**: {facts}" if source.label else f"- {facts}")
+    return ["## Results folders" if len(sources) > 1 else "## Results folder", "\n".join(lines)]
+
+
+def left_out_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that are counted but not averaged, with what happened to each."""
+    rows = runs[runs["status"] != "done"]
+    details = []
+    for _, run in rows.iterrows():
+        if run["status"] == "diverged":
+            details.append(f"diverged at step {_fmt_int(run.get('diverged_step'))}")
+        else:
+            status = run["status"] or "no status"
+            details.append(f"{status}, {_fmt_int(run.get('steps_done'))} steps done")
+    return pd.DataFrame(
+        {
+            "run_id": rows["run_id"],
+            "arm": rows["arm"],
+            "seed": [_fmt_int(seed) for seed in rows["seed"]],
+            "status": rows["status"],
+            "detail": details,
+        }
+    )
+
+
+def _left_out_section(runs: pd.DataFrame) -> list[str]:
+    """List diverged and unfinished runs so they can be inspected, not silently dropped."""
+    left_out = left_out_runs(runs)
+    if left_out.empty:
+        return []
+    lines = [f"- `{r.run_id}` ({r.arm}, seed {r.seed}): {r.detail}" for r in left_out.itertuples()]
+    return ["## Runs not averaged (diverged or unfinished)", "\n".join(lines)]
 
 
 def _fmt_int(value: object) -> str:
@@ -675,55 +953,114 @@ def _fmt_int(value: object) -> str:
 
 
 def arm_colours(arms: Iterable[str]) -> dict[str, tuple[float, ...]]:
-    """Fix one colour per arm up front so the same arm looks the same in every plot."""
+    """Fix one colour per arm up front so the same arm looks the same in every plot.
+
+    Up to 10 arms get tab10; more get tab20's strong shades first, then its light ones (in
+    tab20's own order a light shade sits next to its strong twin, and two neighbouring arms
+    would be hard to tell apart).
+    """
     arms = list(arms)
-    cmap = colormaps["tab10" if len(arms) <= 10 else "tab20"]
-    return {arm: tuple(cmap(i % cmap.N)) for i, arm in enumerate(arms)}
+    if len(arms) <= 10:
+        cmap, order = colormaps["tab10"], list(range(10))
+    else:
+        cmap, order = colormaps["tab20"], [*range(0, 20, 2), *range(1, 20, 2)]
+    return {arm: tuple(cmap(order[i % len(order)])) for i, arm in enumerate(arms)}
 
 
-def _write_plots(
-    plot_dir: Path,
-    runs: pd.DataFrame,
-    metrics: pd.DataFrame,
-    hist: Histograms | None,
-    summary: pd.DataFrame,
-    colours: dict[str, tuple[float, ...]],
-    *,
-    layers: pd.DataFrame | None = None,
-    samples: Samples | None = None,
-) -> list[Path]:
-    """Write every plot whose input exists; a missing optional file skips its plot."""
-    _mkdir(plot_dir)
-    kept = runs[runs["status"] != "diverged"]
-    curves = metrics.merge(kept[["run_id", "arm"]], on="run_id", how="inner")
+def make_plots(data: Sequence[FolderData], runs: pd.DataFrame, summary: pd.DataFrame) -> list[Plot]:
+    """Render every plot whose input exists (a missing optional file skips its plot), in the
+    order the report shows them, each arm in one colour throughout."""
+    colours = arm_colours(summary["arm"])
     arms = list(summary["arm"])
-    paths = [
-        _save(_plot_w(curves, arms, colours), plot_dir / "w_vs_step.png"),
-        _save(_plot_clip_frac(curves, arms, colours), plot_dir / "clip_frac.png"),
+    kept = runs[runs["status"] != "diverged"]
+    metrics = pd.concat([d.metrics for d in data], ignore_index=True)
+    curves = metrics.merge(kept[["run_id", "arm"]], on="run_id", how="inner")
+    figures = [
+        ("w_vs_step", _plot_w(curves, arms, colours)),
+        ("clip_frac", _plot_clip_frac(curves, arms, colours)),
     ]
-    if hist is not None:
-        fig = _plot_histograms(hist, kept, summary, colours)
-        paths.append(_save(fig, plot_dir / "weight_hist.png"))
-    if layers is not None:
+    hists = {d.source.label: d.hist for d in data if d.hist is not None}
+    if hists:
+        figures.append(("weight_hist", _plot_histograms(hists, kept, summary, colours)))
+    layers = [d.layers for d in data if d.layers is not None]
+    if layers:
         done = runs.loc[runs["status"] == "done", ["run_id", "arm"]]
-        last = last_step_rows(layers).merge(done, on="run_id", how="inner")
+        last = last_step_rows(pd.concat(layers, ignore_index=True))
+        last = last.merge(done, on="run_id", how="inner")
         if not last.empty:
-            fig = _plot_layer_grad_norms(last, arms, colours)
-            paths.append(_save(fig, plot_dir / "layer_grad_norms.png"))
-    picks = first_seed_runs(kept, summary, samples) if samples is not None else []
-    if samples is not None and picks and samples.samples.shape[2] == 2:
-        if samples.values is not None:
-            paths.append(_save(_plot_surfaces(samples, picks), plot_dir / "surfaces.png"))
-        paths.append(_save(_plot_samples(samples, picks), plot_dir / "samples.png"))
+            figures.append(("layer_grad_norms", _plot_layer_grad_norms(last, arms, colours)))
+    picks = _plane_picks(data, kept, summary)
+    if any(samples.values is not None for _, samples, _, _ in picks):
+        surface_picks = [pick for pick in picks if pick[1].values is not None]
+        figures.append(("surfaces", _plot_surfaces(surface_picks)))
+    if picks:
+        figures.append(("samples", _plot_samples(picks)))
+    # Hook for image data (e.g. a data set whose samples are H x W images): once samples.npz
+    # stores image-shaped samples, draw a grid of generated images per arm here, next to
+    # _plot_samples for points, and give it a PLOT_NOTES entry. No data set writes images
+    # yet, so samples of more than 2 dimensions get no picture for now.
+    return [_render(stem, fig) for stem, fig in figures]
+
+
+def _render(stem: str, fig: Figure) -> Plot:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    title, note = PLOT_NOTES.get(stem, (stem, ""))
+    return Plot(stem=stem, title=title, note=note, png=buffer.getvalue())
+
+
+def _write_pngs(plot_dir: Path, plots: Sequence[Plot]) -> list[Path]:
+    _mkdir(plot_dir)
+    paths = []
+    for plot in plots:
+        path = plot_dir / f"{plot.stem}.png"
+        try:
+            path.write_bytes(plot.png)
+        except OSError as err:
+            raise WganError(f"cannot write {path}: {err.strerror or err}") from None
+        paths.append(path)
     return paths
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as err:
-        raise WganError(f"cannot write {path}: {err.strerror or err}") from None
-    return path
+def _plane_picks(
+    data: Sequence[FolderData], kept: pd.DataFrame, summary: pd.DataFrame
+) -> list[tuple[str, Samples, int, object]]:
+    """Per arm with 2-D samples, its first seed's run: (arm, that folder's samples, index,
+    seed), in table order. Folders' samples stay apart: their grids may differ."""
+    picks = {}
+    for d in data:
+        samples = d.samples
+        if samples is None or samples.samples.shape[2] != 2:
+            continue
+        own = kept[kept["run_id"].isin(d.runs["run_id"])]
+        for arm, index, seed in first_seed_runs(
+            own, summary[summary["arm"].isin(own["arm"])], samples
+        ):
+            picks[arm] = (arm, samples, index, seed)
+    return [picks[arm] for arm in summary["arm"] if arm in picks]
+
+
+def median_window(n_steps: int, window: int = MEDIAN_WINDOW) -> int:
+    """The running median's window for a run with n_steps logged steps: `window`, but for a
+    run shorter than two windows the largest odd number up to half its length (at least 1),
+    so a short run's curve is not flattened into a single average."""
+    if n_steps >= 2 * window:
+        return window
+    half = max(1, n_steps // 2)
+    return half if half % 2 else half - 1
+
+
+def rolling_median(curves: pd.DataFrame, metric: str, window: int = MEDIAN_WINDOW) -> pd.Series:
+    """Per run, a centred running median of `metric` over `window` logged steps (fewer at
+    the ends, and see median_window for short runs; missing values skipped), aligned with
+    `curves`' index."""
+    ordered = curves.sort_values(["run_id", "step"], kind="stable")
+    smooth = ordered.groupby("run_id", sort=False)[metric].transform(
+        lambda values: values.rolling(
+            median_window(len(values), window), center=True, min_periods=1
+        ).median()
+    )
+    return smooth.reindex(curves.index)
 
 
 def _plot_curves(
@@ -732,54 +1069,142 @@ def _plot_curves(
     metric: str,
     arms: Sequence[str],
     colours: dict[str, tuple[float, ...]],
+    *,
+    smooth: bool = False,
+    rescale: bool = True,
 ) -> None:
-    """Mean over seeds per step with a min-max band, so seed spread is visible at a glance."""
+    """Mean over seeds per step with a min-max band, so seed spread is visible at a glance.
+
+    With `smooth` the raw mean is drawn thin and faint and the running median (per run,
+    then averaged, the band over the medians) solid on top, so noise does not hide trends.
+    """
+    curves = curves.dropna(subset=[metric])
+    if smooth and not curves.empty:
+        curves = curves.assign(_smooth=rolling_median(curves, metric))
+    column = "_smooth" if smooth else metric
+    drawn = []
     for arm in arms:
-        rows = curves[curves["arm"] == arm].dropna(subset=[metric])
+        rows = curves[curves["arm"] == arm]
         if rows.empty:
             continue
-        stats = rows.groupby("step")[metric].agg(["mean", "min", "max"])
-        ax.plot(stats.index, stats["mean"], color=colours[arm], label=arm, lw=1.5)
+        colour = colours[arm]
+        if smooth:
+            raw = rows.groupby("step")[metric].mean()
+            ax.plot(raw.index, raw.to_numpy(), color=colour, lw=0.8, alpha=0.35)
+            drawn.append(raw.to_numpy())
+        stats = rows.groupby("step")[column].agg(["mean", "min", "max"])
+        marker = "o" if len(stats) <= 5 else None  # a short run must not vanish next to long ones
+        ax.plot(stats.index, stats["mean"], color=colour, label=arm, lw=1.8, marker=marker, ms=3)
+        drawn.append(stats["mean"].to_numpy())
         if rows["run_id"].nunique() > 1:
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=colours[arm], alpha=0.2)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
+            drawn += [stats["min"].to_numpy(), stats["max"].to_numpy()]
     ax.set_xlabel("generator step")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    _maybe_symlog(ax, curves[metric])
-    if ax.has_data():
-        ax.legend(fontsize="small")
-    else:
+    if rescale and drawn:
+        scale_y(ax, np.concatenate(drawn))
+    if not ax.has_data():
         ax.text(0.5, 0.5, f"no {metric} values", ha="center", va="center", transform=ax.transAxes)
 
 
-def _maybe_symlog(ax: Axes, values: pd.Series) -> None:
-    """Clip arms' critic values differ by orders of magnitude across c; a linear axis would
-    flatten all but the largest, so switch to symlog when magnitudes span over 100x."""
-    magnitude = values.abs().dropna()
-    magnitude = magnitude[magnitude > 0]
-    if magnitude.empty:
-        return
-    low, high = magnitude.quantile(0.05), magnitude.max()
-    if high / low > 100:
-        ax.set_yscale("symlog", linthresh=float(low))
+MAX_DECADE_LABELS = 7  # labelled ticks on a log or symlog axis, so labels never collide
+
+
+def scale_y(ax: Axes, values: np.ndarray) -> str:
+    """Pick the y scale for values that may span orders of magnitude (clip arms' critic
+    values differ by orders of magnitude across c; a linear axis would flatten all but the
+    largest). Within a factor of 100: linear. All positive: log. Otherwise symlog, linear
+    inside the decade holding the smallest 5% of magnitudes, with at most
+    MAX_DECADE_LABELS labelled decades spread so that no two labels (0 included) collide.
+    Returns the scale chosen."""
+    finite = values[np.isfinite(values)]
+    magnitude = np.abs(finite[finite != 0])
+    if magnitude.size == 0:
+        return "linear"
+    low, high = float(np.quantile(magnitude, 0.05)), float(magnitude.max())
+    if high / low <= 100:
+        return "linear"
+    if finite.min() > 0:
+        ax.set_yscale("log")
+        return "log"
+    lo = math.floor(math.log10(low))
+    ax.set_yscale("symlog", linthresh=10.0**lo, linscale=1.0)
+    major, minor = symlog_ticks(finite, lo)
+    ax.yaxis.set_major_locator(FixedLocator(major))
+    ax.yaxis.set_minor_locator(FixedLocator(minor))
+    ax.yaxis.set_major_formatter(FuncFormatter(_decade_label))
+    return "symlog"
+
+
+def symlog_ticks(values: np.ndarray, lo: int) -> tuple[list[float], list[float]]:
+    """Major and minor ticks for a symlog axis whose linear part is [-10**lo, 10**lo].
+
+    Positions are counted in decades: 10**k sits (k - lo) + 1.11 from 0 (matplotlib gives
+    the linear part linscale / (1 - 1/10) decades). Labelled decades are multiples of a
+    stride chosen so that at most MAX_DECADE_LABELS fit the span, and none is labelled
+    closer than most of a stride to 0, whose label would otherwise overlap it (the bug of
+    `10⁻⁸`, `0`, `−10⁻⁸` stacked on one spot).
+    """
+    linear = 1.0 / (1.0 - 0.1)
+    sides = []
+    for sign in (1.0, -1.0):
+        side = values[sign * values > 10.0**lo] * sign
+        if side.size:
+            sides.append((sign, math.floor(math.log10(side.max()))))
+    span = sum(hi - lo + linear for _, hi in sides)
+    stride = max(1, math.ceil(span / MAX_DECADE_LABELS))
+    major = [0.0] if values.min() <= 0 <= values.max() or len(sides) == 2 else []
+    minor = []
+    for sign, hi in sides:
+        labelled = [
+            k for k in range(lo, hi + 1) if k % stride == 0 and (k - lo) + linear >= 0.75 * stride
+        ]
+        major += [sign * 10.0**k for k in (labelled or [hi])]
+        minor += [sign * 10.0**k for k in range(lo, hi + 2)]
+    return sorted(major), sorted(minor)
+
+
+def _decade_label(value: float, _pos: object = None) -> str:
+    if value == 0:
+        return "0"
+    exponent = round(math.log10(abs(value)))
+    sign = "-" if value < 0 else ""
+    return f"$\\mathdefault{{{sign}10^{{{exponent}}}}}$"
 
 
 def _plot_w(curves: pd.DataFrame, arms: Sequence[str], colours: dict) -> Figure:
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11.5, 4.4), layout="constrained")
     ax_est, ax_true = fig.subplots(1, 2, sharex=True)
-    _plot_curves(ax_est, curves, "w_estimate", arms, colours)
-    _plot_curves(ax_true, curves, "w1_true", arms, colours)
-    ax_est.set_title("critic's W1 estimate")
+    _plot_curves(ax_est, curves, "w_estimate", arms, colours, smooth=True)
+    _plot_curves(ax_true, curves, "w1_true", arms, colours, smooth=True)
+    ax_est.set_title("critic's W1 estimate (no better direction)")
     ax_true.set_title("true W1 (lower = closer to data)")
+    _arm_legend(fig, (ax_est, ax_true), style_note=True)
     return fig
 
 
+def _arm_legend(fig: Figure, axes: Sequence[Axes], *, style_note: bool = False) -> None:
+    """One legend for all panels, outside them: inside, it would cover someone's line."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if not entries:
+        return
+    if style_note:
+        entries["raw (thin)"] = Line2D([], [], color="grey", lw=0.8, alpha=0.5)
+        entries["running median"] = Line2D([], [], color="grey", lw=1.8)
+    fig.legend(entries.values(), entries.keys(), loc="outside right center", fontsize="small")
+
+
 def _plot_clip_frac(curves: pd.DataFrame, arms: Sequence[str], colours: dict) -> Figure:
-    fig = Figure(figsize=(6, 4.2), layout="constrained")
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    _plot_curves(ax, curves, "clip_frac", arms, colours)
+    _plot_curves(ax, curves, "clip_frac", arms, colours, rescale=False)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("share of critic weights at ±c")
+    ax.set_title("share of critic weights at ±c (lower = healthier)")
+    _arm_legend(fig, [ax])
     return fig
 
 
@@ -818,29 +1243,44 @@ def _rebin(counts: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _plot_histograms(
-    hist: Histograms, kept: pd.DataFrame, summary: pd.DataFrame, colours: dict
+    hists: dict[str, Histograms], kept: pd.DataFrame, summary: pd.DataFrame, colours: dict
 ) -> Figure:
-    """One panel per arm: under clipping the weights pile up against the dashed ±c lines."""
+    """One panel per arm: under clipping the weights pile up against the dashed ±c lines.
+
+    `hists` maps a folder's label ("" for a lone folder) to its histograms; an arm's runs
+    are looked up in its own folder's file.
+    """
     n = len(summary)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(3.3 * ncols, 2.7 * nrows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for ax, (_, row) in zip(axes, summary.iterrows(), strict=False):
+    for i, (ax, (_, row)) in enumerate(zip(axes, summary.iterrows(), strict=False)):
+        hist = hists.get(str(row["folder"]) if "folder" in row else "")
         run_ids = kept.loc[kept["arm"] == row["arm"], "run_id"]
-        _plot_arm_histogram(ax, arm_histograms(hist, run_ids), row, colours[row["arm"]])
+        summed = arm_histograms(hist, run_ids) if hist is not None else None
+        _plot_arm_histogram(ax, summed, row, colours[row["arm"]])
+        if i % ncols == 0:
+            ax.set_ylabel("count (log scale)")
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.suptitle("final critic weights (all layers and seeds)")
+    fig.suptitle("final critic weights (all layers and seeds); dashed: ±c")
     return fig
 
 
 def _plot_arm_histogram(
     ax: Axes, summed: tuple[np.ndarray, np.ndarray] | None, row: pd.Series, colour: tuple
 ) -> None:
-    if summed is not None:
+    """Counts on a log axis: the ±c pile-up bars would otherwise flatten the interior."""
+    if summed is not None and np.any(summed[1] > 0):
         edges, counts = summed
-        ax.stairs(counts, edges, fill=True, color=colour, alpha=0.75)
+        positive = counts[counts > 0]
+        floor = min(0.5, float(positive.min()) / 2)  # empty bins sit on the floor, unseen
+        ax.stairs(
+            np.maximum(counts, floor), edges, baseline=floor, fill=True, color=colour, alpha=0.75
+        )
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=floor, top=float(positive.max()) * 2)
     else:
         ax.text(0.5, 0.5, "no histogram", ha="center", va="center", transform=ax.transAxes)
     if row["constraint"] == "clip" and math.isfinite(row["c"]):
@@ -861,8 +1301,9 @@ def _plot_layer_grad_norms(last: pd.DataFrame, arms: Sequence[str], colours: dic
     ax_weight.set_title("‖∂ W loss / ∂ weights‖ per layer")
     ax_act.set_xlabel("hidden layer (0 = next to the input)  ←  backprop direction")
     ax_weight.set_xlabel("layer (0 = next to the input; last = output)")
-    step = last["step"].max()
-    fig.suptitle(f"critic gradient norms at the last logged step ({step:g}), done runs")
+    steps = last["step"].unique()
+    when = f"the last logged step ({steps[0]:g})" if steps.size == 1 else "each run's last step"
+    fig.suptitle(f"critic gradient norms at {when}, done runs")
     # One legend outside both panels: inside, it would cover lines in one or the other.
     entries: dict[str, object] = {}
     for ax in (ax_act, ax_weight):
@@ -939,12 +1380,12 @@ def _scatter_samples(ax: Axes, samples: Samples, index: int, size: float) -> Non
     )
 
 
-def _plot_surfaces(samples: Samples, picks: list[tuple[str, int, object]]) -> Figure:
+def _plot_surfaces(picks: list[tuple[str, Samples, int, object]]) -> Figure:
     """WGAN-GP Figure 1a: each arm's critic value surface with the samples over it."""
     fig, axes = _panel_grid(len(picks), 3.6, 3.1)
-    axis = samples.axis
-    extent = (axis[0], axis[-1], axis[0], axis[-1])
-    for ax, (arm, index, seed) in zip(axes, picks, strict=False):
+    for ax, (arm, samples, index, seed) in zip(axes, picks, strict=False):
+        axis = samples.axis
+        extent = (axis[0], axis[-1], axis[0], axis[-1])
         values = samples.values[index]
         finite = values[np.isfinite(values)]
         if finite.size:
@@ -978,34 +1419,38 @@ def _plot_surfaces(samples: Samples, picks: list[tuple[str, int, object]]) -> Fi
         ax.set_ylim(extent[2:])
         ax.set_title(_panel_title(arm, seed), fontsize="medium")
         ax.tick_params(labelsize="x-small")
-    _shared_legend(fig, axes[0])
+    _shared_legend(fig, axes)
     fig.suptitle("critic value f(x) (colour, per-panel scale)")
     return fig
 
 
-def _plot_samples(samples: Samples, picks: list[tuple[str, int, object]]) -> Figure:
+def _plot_samples(picks: list[tuple[str, Samples, int, object]]) -> Figure:
     """Generated against real samples per arm, axes fitted to both so nothing is cut off."""
     fig, axes = _panel_grid(len(picks), 3.1, 3.1)
-    for ax, (arm, index, seed) in zip(axes, picks, strict=False):
+    for ax, (arm, samples, index, seed) in zip(axes, picks, strict=False):
         _scatter_samples(ax, samples, index, size=3)
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_title(_panel_title(arm, seed), fontsize="medium")
         ax.tick_params(labelsize="x-small")
         ax.grid(alpha=0.3)
-    _shared_legend(fig, axes[0])
+    _shared_legend(fig, axes)
     fig.suptitle("final samples")
     return fig
 
 
-def _shared_legend(fig: Figure, ax: Axes) -> None:
-    """One legend for the figure: every panel uses the same two colours."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
+def _shared_legend(fig: Figure, axes: Iterable[Axes]) -> None:
+    """One legend for the figure: every panel uses the same colours, but not every panel
+    has real samples (older samples.npz files lack them), so gather entries from all."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
         fig.legend(
-            handles,
-            labels,
+            entries.values(),
+            entries.keys(),
             loc="outside lower center",
-            ncols=len(handles),
+            ncols=len(entries),
             markerscale=4,
             frameon=False,
         )

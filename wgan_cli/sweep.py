@@ -20,10 +20,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from wgan_cli import data as datasets
 from wgan_cli import metrics
 from wgan_cli.config import CONSTRAINTS, Config, is_set, resolve, to_dict
+from wgan_cli.devices import CompileCacheStats, padded_size
 from wgan_cli.errors import WganError
 from wgan_cli.results import (
     LAYER_COLUMNS,
@@ -175,14 +177,24 @@ def run_sweep(
     grid: Grid,
     out: Path,
     progress: Progress = lambda _: None,
+    devices: int | None = None,
 ) -> SweepResult:
-    """Train every run of the sweep into one new results folder."""
+    """Train every run of the sweep into one new results folder, each group's runs sharded
+    over `devices` devices (default: every device jax sees)."""
     runs = expand(raw, grid)
+    mesh = run_mesh(devices)
+    cache_stats = CompileCacheStats()
     base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
     folder = ResultsFolder.create(out)
     started = time.time()
-    manifest = {"name": base.name, "started": _now(), **environment(), "n_runs": len(runs)}
+    manifest = {
+        "name": base.name,
+        "started": _now(),
+        **environment(),
+        "n_runs": len(runs),
+        "run_devices": mesh.size,
+    }
     folder.write_json("manifest.json", manifest)
     folder.write_yaml(
         "sweep.yaml",
@@ -200,7 +212,7 @@ def run_sweep(
     try:
         for i, group in enumerate(groups, 1):
             label = f"group {i}/{len(groups)} ({len(group)} runs)"
-            finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress)
+            finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress, mesh)
             for run, final in zip(group, finals, strict=True):
                 rows[run.run_id] = final
             folder.write_runs(list(rows.values()))
@@ -216,7 +228,10 @@ def run_sweep(
         raise
 
     wall = time.time() - started
-    folder.write_json("manifest.json", {**manifest, "finished": _now(), "wall_s": wall})
+    folder.write_json(
+        "manifest.json",
+        {**manifest, "finished": _now(), "wall_s": wall, "compile_cache": cache_stats.counts},
+    )
     total_steps = sum(r.config.train.steps for r in runs)
     return SweepResult(out, list(rows.values()), wall, total_steps)
 
@@ -228,6 +243,7 @@ def _train_group(
     folder: ResultsFolder,
     label: str,
     progress: Progress,
+    mesh: Mesh,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """Train one group chunk by chunk, writing each chunk's rows as soon as it is done.
 
@@ -238,14 +254,15 @@ def _train_group(
     cfg = group[0].config
     prog = Program.from_config(cfg, spec)
     init, chunk, final = compiled(prog)
+    clip_cs = np.array([_clip_c(r.config) for r in group], np.float32)
     hp = Hyper(
-        c=jnp.array([_clip_c(r.config) for r in group], jnp.float32),
+        c=jnp.asarray(clip_cs),
         lr_critic=jnp.array([r.config.optim.critic.lr for r in group], jnp.float32),
         lr_gen=jnp.array([r.config.optim.generator.lr for r in group], jnp.float32),
         gp_lambda=jnp.array([r.config.constraint.gp_lambda for r in group], jnp.float32),
     )
     keys = jnp.stack([jax.random.key_data(jax.random.key(r.config.seed)) for r in group])
-    dev_arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
+    hp, keys, dev_arrays = _place(hp, keys, arrays, mesh)
     n_chunks = cfg.train.steps // cfg.train.log_every
     hist_steps = sorted({*cfg.train.hist_steps, cfg.train.steps})
 
@@ -259,7 +276,7 @@ def _train_group(
         state, out = pending
         if i + 1 < n_chunks:
             pending = chunk(state, hp, dev_arrays)
-        host = jax.device_get(out)
+        host = _real_runs(jax.device_get(out), len(group))
         wall = time.time() - t0
         last = [_metric_row(run, host, r, wall) for r, run in enumerate(group)]
         folder.append_rows("metrics.csv", METRIC_COLUMNS, last)
@@ -269,11 +286,11 @@ def _train_group(
         first = first if i else wall
         progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, first, host))
 
-    ends = jax.device_get(final(state))
+    ends = _real_runs(jax.device_get(final(state)), len(group))
     artifacts = {
         "run_ids": np.array([r.run_id for r in group]),
         "layer_names": names,
-        "scale": np.where(np.isfinite(hp.c), hp.c, [r["weight_abs_max"] for r in last]),
+        "scale": np.where(np.isfinite(clip_cs), clip_cs, [r["weight_abs_max"] for r in last]),
         "counts": snapshots[-1],
         "counts_at_steps": np.stack(snapshots, axis=1),
         "samples": host["fake"],
@@ -296,6 +313,36 @@ def _train_group(
         )
     folder.append_rows("spectra.csv", SPECTRA_COLUMNS, _spectra_rows(group, names, ends))
     return finals, artifacts
+
+
+def run_mesh(devices: int | None = None) -> Mesh:
+    """A 1-D mesh over the first `devices` devices (default all) for the run axis."""
+    available = jax.devices()
+    if devices is not None and devices > len(available):
+        raise WganError(f"--devices {devices}: only {len(available)} devices are available")
+    return Mesh(np.array(available[: devices or len(available)]), ("runs",))
+
+
+def _place(
+    hp: Hyper, keys: jax.Array, arrays: dict[str, np.ndarray], mesh: Mesh
+) -> tuple[Hyper, jax.Array, dict[str, jax.Array]]:
+    """Shard the run axis over the mesh, padding it to a multiple of the device count with
+    copies of the last run (dropped again by _real_runs); data sets are replicated."""
+    n = keys.shape[0]
+    extra = padded_size(n, mesh.size) - n
+
+    def pad(a: jax.Array) -> jax.Array:
+        return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]) if extra else a
+
+    runs = NamedSharding(mesh, PartitionSpec("runs"))
+    hp, keys = jax.device_put(jax.tree_util.tree_map(pad, (hp, keys)), runs)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return hp, keys, {k: jax.device_put(jnp.asarray(v), replicated) for k, v in arrays.items()}
+
+
+def _real_runs(tree: Any, n: int) -> Any:
+    """Drop the padding runs from host outputs with a leading run axis."""
+    return jax.tree_util.tree_map(lambda a: a[:n], tree)
 
 
 def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Config) -> None:
