@@ -143,6 +143,9 @@ class SizeResult:
     maxrss_mib: float = math.nan
     torch_its: float | None = None
     torch_note: str = ""
+    sweep_cpu_share: float = math.nan
+    pure_cpu_share: float = math.nan
+    torch_cpu_share: float | None = None
 
     @property
     def chunk_its(self) -> int:
@@ -204,6 +207,15 @@ def cpu_model() -> str:
 def maxrss_mib() -> float:
     """The process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_share(cpu_s: float, wall_s: float) -> float:
+    """Share of all cores this process used over a span: below 1, others took the rest.
+
+    process_time counts every thread of the process (XLA's and torch's pools included), so
+    on a shared machine this says how much of it a measurement actually got.
+    """
+    return cpu_s / (wall_s * (os.cpu_count() or 1))
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -354,38 +366,42 @@ def probing(probe: ChunkProbe) -> Iterator[None]:
         sweep_module.compiled = original
 
 
-def timed_sweep(size: Size, out: Path) -> tuple[float, list[float]]:
-    """Run the 9-run sweep as `wgan sweep` does; return its wall and per-chunk timestamps.
+def timed_sweep(size: Size, out: Path) -> tuple[float, list[float], float]:
+    """Run the 9-run sweep as `wgan sweep` does: its wall, per-chunk timestamps, CPU share.
 
     The first timestamp is the group's "compiling and starting" line, then one per chunk,
     taken after that chunk's host diagnostics (exact OT) and CSV rows are done.
     """
     stamps: list[float] = []
     raw = config.load_raw(None, size.overrides())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run_sweep(
         raw, Grid(cs=CS, seeds=SEEDS), out, progress=lambda _: stamps.append(time.perf_counter())
     )
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     expected = size.steps // size.log_every + 1
     if len(stamps) != expected:
         raise RuntimeError(f"expected one group of {expected} progress lines, got {len(stamps)}")
-    return wall, stamps
+    return wall, stamps, cpu_share(cpu, wall)
 
 
-def time_pure_chunks(probe: ChunkProbe, budget_s: float, steady_s: float) -> tuple[float, int]:
+def time_pure_chunks(
+    probe: ChunkProbe, budget_s: float, steady_s: float
+) -> tuple[float, int, float]:
     """Mean seconds of the sweep's compiled chunk called back to back, nothing else running.
 
     Continues from the sweep's final state; as many chunks as fit in budget_s (1 to 10).
+    Returns (seconds per chunk, chunks timed, CPU share).
     """
     count = max(1, min(10, round(budget_s / steady_s)))
     state = probe.result[0]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         state, row = probe.chunk(state, *probe.rest)
         jax.block_until_ready((state, row))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     probe.result = (state, row)
-    return (time.perf_counter() - start) / count, count
+    return wall / count, count, cpu_share(cpu, wall)
 
 
 def time_eval(probe: ChunkProbe, repeats: int) -> tuple[float | None, float | None]:
@@ -442,7 +458,7 @@ def measure_size(size: Size, workdir: Path, quick: bool) -> SizeResult:
     log(f"{size.label}: load {result.load_before:.2f}; 9-run sweep of {size.steps} steps")
     probe = ChunkProbe()
     with probing(probe):
-        wall, stamps = timed_sweep(size, workdir / f"{size.name}-sweep1")
+        wall, stamps, result.sweep_cpu_share = timed_sweep(size, workdir / f"{size.name}-sweep1")
     chunks = len(stamps) - 1
     result.sweep_wall_s = wall
     result.first_chunk_s = stamps[1] - stamps[0]
@@ -450,11 +466,12 @@ def measure_size(size: Size, workdir: Path, quick: bool) -> SizeResult:
     log(f"  sweep {wall:.1f}s; steady {result.steady_its:.1f} run-it/s")
 
     if size.second_sweep:
-        result.second_sweep_wall_s, _ = timed_sweep(size, workdir / f"{size.name}-sweep2")
+        result.second_sweep_wall_s, _, _ = timed_sweep(size, workdir / f"{size.name}-sweep2")
         log(f"  second sweep {result.second_sweep_wall_s:.1f}s")
 
     budget = 3.0 if quick else 15.0
-    result.pure_chunk_s, result.pure_chunks = time_pure_chunks(probe, budget, result.steady_chunk_s)
+    pure = time_pure_chunks(probe, budget, result.steady_chunk_s)
+    result.pure_chunk_s, result.pure_chunks, result.pure_cpu_share = pure
     result.eval_s, result.eval_flops_xla = time_eval(probe, repeats=2 if quick else 3)
     result.ot_s = time_host_ot(probe)
     log(f"  pure chunk {result.pure_chunk_s:.2f}s, eval {result.eval_s}, OT {result.ot_s:.2f}s")
@@ -472,7 +489,7 @@ def measure_size(size: Size, workdir: Path, quick: bool) -> SizeResult:
 # The PyTorch peer
 
 
-def torch_peer(size: Size, seconds: float) -> tuple[float | None, str]:
+def torch_peer(size: Size, seconds: float) -> tuple[float | None, str, float | None]:
     """Run-iterations/s of a plain eager PyTorch WGAN loop: one run, the same update rule.
 
     As the WGAN paper's code: RMSprop (lr 5e-5, alpha 0.99, eps 1e-8), n_critic critic steps
@@ -483,7 +500,7 @@ def torch_peer(size: Size, seconds: float) -> tuple[float | None, str]:
     try:
         import torch
     except ImportError:
-        return None, "skipped: torch is not installed"
+        return None, "skipped: torch is not installed", None
     torch.manual_seed(0)
     c, b = 0.01, size.batch
 
@@ -528,12 +545,13 @@ def torch_peer(size: Size, seconds: float) -> tuple[float | None, str]:
     clamp()
     for _ in range(3):
         iteration()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while done < 3 or time.perf_counter() - start < seconds:
         iteration()
         done += 1
-    rate = done / (time.perf_counter() - start)
-    return rate, f"torch {torch.__version__}, {torch.get_num_threads()} threads, {done} iterations"
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    note = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {done} iterations"
+    return done / wall, note, cpu_share(cpu, wall)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,6 +582,14 @@ def table_rows(results: list[SizeResult], peak: float) -> list[tuple[str, list[s
 
     return [
         row("load average (1 min) before", lambda r: f"{r.load_before:.2f}"),
+        row(
+            "CPU obtained: sweep / chunks alone / PyTorch (% of all cores)",
+            lambda r: (
+                f"{fmt(r.sweep_cpu_share * 100, '.0f')} / "
+                f"{fmt(r.pure_cpu_share * 100, '.0f')} / "
+                + fmt(None if r.torch_cpu_share is None else r.torch_cpu_share * 100, ".0f")
+            ),
+        ),
         row("steps x runs (log_every)", lambda r: f"{r.size.steps} x 9 ({r.size.log_every})"),
         row("sweep wall, first sweep (s)", lambda r: fmt(r.sweep_wall_s)),
         row(
@@ -753,7 +779,8 @@ def main(argv: list[str] | None = None) -> None:
     peak = max(peaks)
     for r in results:
         log(f"PyTorch peer, {r.size.label}: load {load_average():.2f}")
-        r.torch_its, r.torch_note = torch_peer(r.size, 2.0 if args.quick else args.torch_seconds)
+        seconds = 2.0 if args.quick else args.torch_seconds
+        r.torch_its, r.torch_note, r.torch_cpu_share = torch_peer(r.size, seconds)
         log(f"  {r.torch_note}: {fmt(r.torch_its, '.2f')} run-it/s")
 
     notes = [
