@@ -29,10 +29,10 @@ from wgan_cli.report import (
     SUMMARY_METRICS,
     Histograms,
     Report,
-    _plane_picks,
     _plot_arm_histogram,
     _plot_histograms,
     _plot_w,
+    _sample_picks,
     act_grad_slopes,
     arm_colours,
     arm_histograms,
@@ -556,6 +556,21 @@ def test_samples_without_a_surface_give_only_the_scatter(tmp_path: Path) -> None
     _assert_not_blank(tmp_path / "plots" / "samples.png")
 
 
+def test_image_samples_get_a_grid_per_arm(tmp_path: Path) -> None:
+    written = write_results(tmp_path, histograms=False, layers=False, spectra=False)
+    _write_samples(tmp_path / "samples.npz", written, dim=12, surface=False)
+    with np.load(tmp_path / "samples.npz") as npz:
+        arrays = dict(npz)
+    np.savez(tmp_path / "samples.npz", **arrays, image_shape=np.array([4, 3, 1]))
+    report = build_report(tmp_path)
+    names = sorted(p.name for p in report.files if p.suffix == ".png")
+    assert names == ["clip_frac.png", "image_grid.png", "w_vs_step.png"]
+    _assert_not_blank(tmp_path / "plots" / "image_grid.png")
+    np.savez(tmp_path / "samples.npz", **arrays, image_shape=np.array([5, 5, 1]))
+    with pytest.raises(WganError, match="image_shape"):
+        build_report(tmp_path)
+
+
 def test_first_seed_runs_map_run_ids_not_positions(built) -> None:
     folder, _, _ = built
     runs = assign_arms(read_runs(folder / "runs.csv"))
@@ -824,7 +839,9 @@ def test_each_arm_draws_its_own_folders_samples(tmp_path: Path) -> None:
     data = [read_folder(tmp_path / f, f) for f in ("a", "b", "c")]
     runs = pd.concat([d.runs for d in data], ignore_index=True)
     summary = summarise(runs)
-    picks = _plane_picks(data, runs[runs["status"] != "diverged"], summary)
+    picks = _sample_picks(
+        data, runs[runs["status"] != "diverged"], summary, lambda s: s.samples.shape[2] == 2
+    )
     assert [arm for arm, *_ in picks] == [f"{f}: {a}" for f in ("a", "b") for a in ARMS_IN_ORDER]
     for arm, samples, index, _ in picks:
         folder = arm.split(":")[0]

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from wgan_cli.data import DATASETS
+from wgan_cli.data import DATASETS, FILE_DATASETS
 from wgan_cli.errors import WganError
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu")
@@ -324,10 +324,12 @@ def _kind(value: Any) -> str:
 
 
 def _check_cross_fields(cfg: Config) -> None:
-    if cfg.data.path is not None:
+    if cfg.data.dataset in FILE_DATASETS and cfg.data.path is None:
+        raise WganError(f"data.dataset {cfg.data.dataset} needs data.path, the file to read")
+    if cfg.data.dataset not in FILE_DATASETS and cfg.data.path is not None:
         raise WganError(
             f"data.path does nothing for the built-in data set {cfg.data.dataset!r} "
-            "(file data sets are not supported yet)"
+            f"(it is read for {' and '.join(FILE_DATASETS)})"
         )
     for step in cfg.train.hist_steps:
         if step > cfg.train.steps or step % cfg.train.log_every:

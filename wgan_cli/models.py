@@ -132,9 +132,10 @@ def _check_conv(name: str, channels: int, depth: int, image_shape: Sequence[int]
 
 def kernel_matrix(kernel: jax.Array) -> jax.Array:
     """A layer's kernel as a matrix: Dense (in, out) as is, a convolution's (kh, kw, cin, cout)
-    as (kh * kw * cin, cout), the reshaping flax's SpectralNorm normalises by. Its singular
-    values are those of the linear map on one receptive-field patch (a standard proxy; the
-    convolution's operator norm over whole images differs by at most a factor sqrt(kh * kw))."""
+    as (kh * kw * cin, cout), the matrix flax's SpectralNorm normalises. Its singular values
+    are those of the map from one receptive-field patch to one output pixel: the standard proxy
+    for a convolution's spectrum (the operator norm of the whole convolution can exceed its
+    largest singular value by up to a factor sqrt(kh * kw))."""
     return kernel if kernel.ndim == 2 else kernel.reshape(-1, kernel.shape[-1])
 
 
@@ -147,7 +148,8 @@ class ConvCritic(nn.Module):
     flattened last feature map. No normalisation (WGAN-GP: batch norm breaks the per-sample
     gradient penalty). Parameters are Conv_0 .. Conv_{depth-1}, Dense_0, which natural sort
     puts in network order. `spectral` and `update_stats` as in MLP; `probes` are added to each
-    convolution's activated output, shapes from `probe_shapes`.
+    convolution's activated output, shapes from `probe_shapes`. The default activation is
+    flax's leaky_relu, slope 0.01 (DCGAN used 0.2), the same function the MLP's leaky_relu is.
     """
 
     channels: int
@@ -202,9 +204,8 @@ class ConvGenerator(nn.Module):
     critic's size at that level, so the output is exactly H x W: 28 x 28 at depth 3 goes
     4 -> 8, cropped to 7 -> 14 -> 28; 8 x 8 at depth 3 goes 1 -> 2 -> 4 -> 8. Channels halve
     on the way up; the last layer outputs C channels and tanh. No batch norm: the training code
-    optimises every variable of the generator, and batch statistics are not parameters. Layers
-    are named Dense_0, Up_0 .. Up_{depth-1}, in network order under
-    natural sort.
+    optimises every variable of the generator, and batch statistics are not parameters.
+    Layers are named Dense_0, Up_0 .. Up_{depth-1}, in network order under natural sort.
     """
 
     channels: int

@@ -16,7 +16,7 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -169,6 +169,11 @@ PLOT_NOTES = {
         "critic's surface is much simpler than the data (close to a tilted plane or a few "
         "ridges), while a gradient penalty lets it follow the modes.",
     ),
+    "image_grid": (
+        "Generated images",
+        "The first generated images of each arm's first seed, beside held-out real ones: "
+        "look for blur, repeated images (collapse) and classes that never appear.",
+    ),
     "samples": (
         "Generated vs real samples",
         "Final generated samples (orange) against held-out real samples (black), first seed "
@@ -221,6 +226,7 @@ class Samples:
     real: np.ndarray | None  # (R, m, d) held-out real samples
     axis: np.ndarray | None  # (G,) grid coordinates, the same for x and y
     values: np.ndarray | None  # (R, G, G): values[r, i, j] is at x=axis[j], y=axis[i]
+    image_shape: tuple[int, ...] | None = None  # (H, W, C) when each sample is an image
 
     def index(self, run_id: str) -> int | None:
         hits = np.flatnonzero(self.run_ids == run_id)
@@ -476,7 +482,7 @@ def read_samples(path: Path) -> Samples | None:
             missing = [key for key in SAMPLE_KEYS if key not in npz.files]
             if missing:
                 raise WganError(f"{path} lacks array(s): {', '.join(missing)}")
-            keys = (*SAMPLE_KEYS, "real", "axis", "values")
+            keys = (*SAMPLE_KEYS, "real", "axis", "values", "image_shape")
             arrays = {key: npz[key] for key in keys if key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise WganError(f"{path} cannot be read: {err}") from None
@@ -502,12 +508,17 @@ def _check_samples(path: Path, arrays: dict[str, np.ndarray]) -> Samples:
     if not ok:
         shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in arrays.items())
         raise WganError(f"{path} has inconsistent arrays (axis must increase): {shapes}")
+    shape = arrays.get("image_shape")
+    image_shape = tuple(int(v) for v in shape) if shape is not None else None
+    if image_shape is not None and int(np.prod(image_shape)) != samples.shape[2]:
+        raise WganError(f"{path}: image_shape {image_shape} does not fit {samples.shape[2]} values")
     return Samples(
         run_ids=np.asarray(arrays["run_ids"]).astype(str),
         samples=samples,
         real=real,
         axis=axis,
         values=values,
+        image_shape=image_shape,
     )
 
 
@@ -989,16 +1000,15 @@ def make_plots(data: Sequence[FolderData], runs: pd.DataFrame, summary: pd.DataF
         last = last.merge(done, on="run_id", how="inner")
         if not last.empty:
             figures.append(("layer_grad_norms", _plot_layer_grad_norms(last, arms, colours)))
-    picks = _plane_picks(data, kept, summary)
+    picks = _sample_picks(data, kept, summary, lambda s: s.samples.shape[2] == 2)
     if any(samples.values is not None for _, samples, _, _ in picks):
         surface_picks = [pick for pick in picks if pick[1].values is not None]
         figures.append(("surfaces", _plot_surfaces(surface_picks)))
     if picks:
         figures.append(("samples", _plot_samples(picks)))
-    # Hook for image data (e.g. a data set whose samples are H x W images): once samples.npz
-    # stores image-shaped samples, draw a grid of generated images per arm here, next to
-    # _plot_samples for points, and give it a PLOT_NOTES entry. No data set writes images
-    # yet, so samples of more than 2 dimensions get no picture for now.
+    images = _sample_picks(data, kept, summary, lambda s: s.image_shape is not None)
+    if images:
+        figures.append(("image_grid", _plot_image_grids(images)))
     return [_render(stem, fig) for stem, fig in figures]
 
 
@@ -1022,15 +1032,19 @@ def _write_pngs(plot_dir: Path, plots: Sequence[Plot]) -> list[Path]:
     return paths
 
 
-def _plane_picks(
-    data: Sequence[FolderData], kept: pd.DataFrame, summary: pd.DataFrame
+def _sample_picks(
+    data: Sequence[FolderData],
+    kept: pd.DataFrame,
+    summary: pd.DataFrame,
+    wanted: Callable[[Samples], bool],
 ) -> list[tuple[str, Samples, int, object]]:
-    """Per arm with 2-D samples, its first seed's run: (arm, that folder's samples, index,
-    seed), in table order. Folders' samples stay apart: their grids may differ."""
+    """Per arm whose samples are `wanted` (2-D points, images), its first seed's run: (arm,
+    that folder's samples, index, seed), in table order. Folders' samples stay apart: their
+    grids may differ."""
     picks = {}
     for d in data:
         samples = d.samples
-        if samples is None or samples.samples.shape[2] != 2:
+        if samples is None or not wanted(samples):
             continue
         own = kept[kept["run_id"].isin(d.runs["run_id"])]
         for arm, index, seed in first_seed_runs(
@@ -1038,6 +1052,31 @@ def _plane_picks(
         ):
             picks[arm] = (arm, samples, index, seed)
     return [picks[arm] for arm in summary["arm"] if arm in picks]
+
+
+def _plot_image_grids(picks: list[tuple[str, Samples, int, object]], side: int = 6) -> Figure:
+    """A side x side grid of each arm's first generated images, and the real ones first."""
+    first = picks[0][1]
+    panels = [("real (held out)", first.real[0] if first.real is not None else None)]
+    panels += [(_panel_title(arm, seed), s.samples[i]) for arm, s, i, seed in picks]
+    panels = [(title, x) for title, x in panels if x is not None]
+    fig = Figure(figsize=(2.4 * len(panels), 2.7))
+    for k, (title, x) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.imshow(_tile(x[: side * side], first.image_shape, side), cmap="gray", vmin=-1, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def _tile(flat: np.ndarray, shape: tuple[int, ...], side: int) -> np.ndarray:
+    """Images (n, H*W*C) in [-1, 1] laid out row by row; the first channel of colour data."""
+    h, w = shape[0], shape[1]
+    images = np.full((side * side, h, w), -1.0)
+    images[: len(flat)] = flat.reshape(len(flat), *shape)[..., 0]
+    rows = images.reshape(side, side, h, w).transpose(0, 2, 1, 3)
+    return rows.reshape(side * h, side * w)
 
 
 def median_window(n_steps: int, window: int = MEDIAN_WINDOW) -> int:

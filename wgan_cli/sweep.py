@@ -290,6 +290,7 @@ def _train_group(
     artifacts = {
         "run_ids": np.array([r.run_id for r in group]),
         "layer_names": names,
+        "image_shape": spec.image_shape,
         "scale": np.where(np.isfinite(clip_cs), clip_cs, [r["weight_abs_max"] for r in last]),
         "counts": snapshots[-1],
         "counts_at_steps": np.stack(snapshots, axis=1),
@@ -347,8 +348,9 @@ def _real_runs(tree: Any, n: int) -> Any:
 
 def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Config) -> None:
     """Rewrite the sweep's array files with every finished group's runs, stacked by run."""
-    names = parts[0]["layer_names"]
-    stack = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "layer_names"}
+    names, image_shape = parts[0]["layer_names"], parts[0]["image_shape"]
+    shared = ("layer_names", "image_shape")
+    stack = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k not in shared}
     hist_steps = sorted({*cfg.train.hist_steps, cfg.train.steps})
     common = {"run_ids": stack["run_ids"]}
     folder.write_npz(
@@ -364,10 +366,10 @@ def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Confi
     folder.write_npz(
         "spectra.npz", **common, **{k: v for k, v in stack.items() if k.startswith("sv_")}
     )
-    surface = {"axis": SURFACE_AXIS, "values": stack["surface"]} if "surface" in stack else {}
-    folder.write_npz(
-        "samples.npz", **common, samples=stack["samples"], real=stack["real"], **surface
-    )
+    extra = {"axis": SURFACE_AXIS, "values": stack["surface"]} if "surface" in stack else {}
+    if image_shape is not None:
+        extra["image_shape"] = np.array(image_shape)
+    folder.write_npz("samples.npz", **common, samples=stack["samples"], real=stack["real"], **extra)
 
 
 def _metric_row(run: RunSpec, host: dict[str, np.ndarray], r: int, wall: float) -> dict:
