@@ -13,6 +13,7 @@ from wgan_cli.models import (
     MLP,
     ConvCritic,
     ConvGenerator,
+    PatchConv,
     conv_sizes,
     critic_fn,
     kernel_matrix,
@@ -218,3 +219,19 @@ def test_kernel_matrix_keeps_dense_kernels() -> None:
     assert kernel_matrix(k) is k
     conv = jnp.arange(4 * 4 * 2 * 3.0).reshape(4, 4, 2, 3)
     np.testing.assert_array_equal(kernel_matrix(conv)[5], conv.reshape(-1, 3)[5])
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 1), (2, 7, 7, 3), (2, 4, 4, 2), (2, 1, 1, 4)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_patch_conv_is_flax_conv_with_the_same_parameters(shape: tuple, transpose: bool) -> None:
+    # The reference is flax's own layer (lax's convolution), given the same random kernel and
+    # bias; odd sizes (7 x 7) exercise the uneven "SAME" padding.
+    reference = (nn.ConvTranspose if transpose else nn.Conv)(5, (4, 4), (2, 2), padding="SAME")
+    x = jax.random.normal(jax.random.key(0), shape)
+    variables = reference.init(jax.random.key(1), x)
+    keys = iter(jax.random.split(jax.random.key(2), 2))
+    variables = jax.tree_util.tree_map(lambda a: jax.random.normal(next(keys), a.shape), variables)
+    expected = reference.apply(variables, x)
+    got = PatchConv(5, transpose=transpose).apply(variables, x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)

@@ -19,13 +19,14 @@ from typing import Any
 
 import yaml
 
-from wgan_cli.data import DATASETS, FILE_DATASETS
+from wgan_cli.data import DATASETS, FILE_DATASETS, IMAGE_DATASETS
 from wgan_cli.errors import WganError
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 CONSTRAINTS = ("clip", "gp", "sn", "none")
 CLIP_TARGETS = ("all", "kernels")
+NETWORKS = ("mlp", "conv")
 
 
 def _f(default: Any, doc: str, *, choices: tuple[str, ...] = (), gt: float | None = None, ge=None):
@@ -42,17 +43,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class CriticConfig:
-    hidden: int = _f(512, "units per hidden layer", gt=0)
-    depth: int = _f(3, "number of hidden layers", gt=0)
+    kind: str = _f("mlp", "mlp, or conv (DCGAN-style; image data sets only)", choices=NETWORKS)
+    hidden: int = _f(512, "mlp: units per hidden layer", gt=0)
+    depth: int = _f(3, "number of hidden layers (conv: stride-2 convolutions)", gt=0)
     activation: str = _f("relu", "hidden-layer nonlinearity", choices=ACTIVATIONS)
+    channels: int = _f(64, "conv: channels of the first convolution, doubled per layer", gt=0)
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    hidden: int = _f(512, "units per hidden layer", gt=0)
-    depth: int = _f(3, "number of hidden layers", gt=0)
-    activation: str = _f("relu", "hidden-layer nonlinearity", choices=ACTIVATIONS)
+    kind: str = _f("mlp", "mlp, or conv (DCGAN-style; image data sets only)", choices=NETWORKS)
+    hidden: int = _f(512, "mlp: units per hidden layer", gt=0)
+    depth: int = _f(3, "number of hidden layers (conv: stride-2 transposed convolutions)", gt=0)
+    activation: str = _f("relu", "mlp: hidden-layer nonlinearity", choices=ACTIVATIONS)
     noise_dim: int = _f(2, "dimension of the generator's Gaussian input", gt=0)
+    channels: int = _f(64, "conv: channels into the last transposed convolution", gt=0)
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,12 @@ def _check_cross_fields(cfg: Config) -> None:
             f"data.path does nothing for the built-in data set {cfg.data.dataset!r} "
             f"(it is read for {' and '.join(FILE_DATASETS)})"
         )
+    for net in ("critic", "generator"):
+        if getattr(cfg, net).kind == "conv" and cfg.data.dataset not in IMAGE_DATASETS:
+            raise WganError(
+                f"{net}.kind conv needs an image data set ({', '.join(IMAGE_DATASETS)}), "
+                f"not {cfg.data.dataset}"
+            )
     for step in cfg.train.hist_steps:
         if step > cfg.train.steps or step % cfg.train.log_every:
             raise WganError(

@@ -112,6 +112,8 @@ DATASETS: tuple[str, ...] = (
 )
 #: Data sets read from the user's file: ``load`` needs their ``path``.
 FILE_DATASETS: tuple[str, ...] = ("idx", "npz")
+#: Data sets of images (DataSpec.image_shape set), which convolutional networks accept.
+IMAGE_DATASETS: tuple[str, ...] = ("digits", *FILE_DATASETS)
 #: The fewest images a file data set may hold (ceil(0.2 * 10) = 2 of them are held out).
 MIN_IMAGES = 10
 

@@ -139,6 +139,55 @@ def kernel_matrix(kernel: jax.Array) -> jax.Array:
     return kernel if kernel.ndim == 2 else kernel.reshape(-1, kernel.shape[-1])
 
 
+def _patches(x: jax.Array, pads: Sequence[tuple[int, int]], stride: int) -> jax.Array:
+    """(n, H, W, C) -> (n, H', W', kh * kw * C): every 4 x 4 window, flattened in the order
+    of a (kh, kw, cin, cout) kernel's first three axes, by slicing alone."""
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    kh, kw = CONV_KERNEL
+    h_out = (x.shape[1] - kh) // stride + 1
+    w_out = (x.shape[2] - kw) // stride + 1
+    windows = [
+        x[:, i : i + (h_out - 1) * stride + 1 : stride, j : j + (w_out - 1) * stride + 1 : stride]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return jnp.stack(windows, axis=3).reshape(x.shape[0], h_out, w_out, -1)
+
+
+class PatchConv(nn.Module):
+    """A 4 x 4 stride-2 "SAME" convolution (or, with `transpose`, transposed convolution) as
+    window extraction plus one matrix product: numerically flax's nn.Conv / nn.ConvTranspose
+    with the same "kernel" (kh, kw, cin, cout) and "bias" parameters.
+
+    Why not nn.Conv: a sweep vmaps the critic over runs, each with its own kernel, and JAX
+    batches such a convolution into a grouped convolution, which XLA's CPU backend runs several
+    times slower than the equivalent batched matrix product this module lowers to.
+    """
+
+    features: int
+    transpose: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cin = x.shape[-1]
+        kernel = self.param("kernel", _conv_kernel_init, (*CONV_KERNEL, cin, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        stride = CONV_STRIDES[0]
+        if self.transpose:
+            # lax.conv_transpose: zeros between the inputs, then a stride-1 correlation with
+            # its "SAME" padding (k + s - 2 in all, ceil half before), which doubles the size.
+            n, h, w, _ = x.shape
+            spread = jnp.zeros((n, (h - 1) * stride + 1, (w - 1) * stride + 1, cin), x.dtype)
+            x = spread.at[:, ::stride, ::stride].set(x)
+            total = [k + stride - 2 for k in CONV_KERNEL]
+            pads = [(-(-t // 2), t - -(-t // 2)) for t in total]
+            windows = _patches(x, pads, 1)
+        else:
+            pads = jax.lax.padtype_to_pads(x.shape[1:3], CONV_KERNEL, CONV_STRIDES, "SAME")
+            windows = _patches(x, pads, stride)
+        return windows @ kernel.reshape(-1, self.features) + bias
+
+
 class ConvCritic(nn.Module):
     """DCGAN-style critic on flattened images: (n, H*W*C) -> (n, 1), like the MLP critic.
 
@@ -182,13 +231,7 @@ class ConvCritic(nn.Module):
 
         h = x.reshape((x.shape[0], *self.image_shape))
         for i in range(self.depth):
-            conv = nn.Conv(
-                self.channels * 2**i,
-                CONV_KERNEL,
-                CONV_STRIDES,
-                padding="SAME",
-                kernel_init=_conv_kernel_init,
-            )
+            conv = PatchConv(self.channels * 2**i, name=f"Conv_{i}")
             h = act(apply(conv, h))
             if probes is not None:
                 h = h + probes[i]
@@ -224,14 +267,7 @@ class ConvGenerator(nn.Module):
         for i in range(self.depth):
             last = i == self.depth - 1
             out_c = self.image_shape[2] if last else self.channels * 2 ** (self.depth - 2 - i)
-            up = nn.ConvTranspose(
-                out_c,
-                CONV_KERNEL,
-                CONV_STRIDES,
-                padding="SAME",
-                kernel_init=_conv_kernel_init,
-                name=f"Up_{i}",
-            )
+            up = PatchConv(out_c, transpose=True, name=f"Up_{i}")
             target_h, target_w = sizes[self.depth - 1 - i]
             h = up(h)[:, :target_h, :target_w, :]
             h = jnp.tanh(h) if last else nn.relu(h)

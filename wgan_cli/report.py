@@ -60,11 +60,15 @@ OPTIONAL_METRICS = (
     "grad_norm_interp",
     "modes_covered",
     "high_quality_frac",
+    "class_coverage",
+    "mean_confidence",
+    "inception_score",
 )
-RUNS_OPTIONAL_METRICS = ("grad_norm_interp", "modes_covered", "high_quality_frac")
+RUNS_OPTIONAL_METRICS = OPTIONAL_METRICS[2:]
 LAYER_COLUMNS = ("run_id", "step", "layer", "act_grad_norm", "weight_grad_norm")
 SPECTRA_COLUMNS = ("run_id", "layer", "effective_rank")
 SAMPLE_KEYS = ("run_ids", "samples")
+STEP_SAMPLE_KEYS = ("samples_at_steps", "steps")
 # Scatter colours shared by samples.png and surfaces.png; arm colours stay for lines.
 REAL_COLOUR = "black"
 FAKE_COLOUR = "#ff7f0e"
@@ -111,6 +115,13 @@ METRIC_MEANINGS = {
     "centre (gaussian mixtures only); fewer than the data's modes means mode collapse.",
     "high_quality_frac": "share of generated samples within 3 std of some mode (gaussian "
     "mixtures only); low means samples are smeared between modes.",
+    "class_coverage": "digits only: how many of the 10 digits a fixed classifier (logistic "
+    "regression fitted on the training digits) recognises, with probability above 0.5, in at "
+    "least one generated image; below 10 means some digits are never made (mode collapse).",
+    "mean_confidence": "digits only: the classifier's mean top-class probability on generated "
+    "images; near 1 for sharp, digit-like images, lower for blurs and noise.",
+    "inception_score": "digits only: exp(mean KL(p(y|x) || p(y))) with the digits classifier "
+    "in place of Inception; 1 for one class or noise, up to 10 for sharp, varied digits.",
 }
 # Which way each metric is better, said next to every table. None: a diagnostic with no
 # better direction (w_estimate's scale is arbitrary under clipping, so it is never ranked).
@@ -128,6 +139,9 @@ BETTER: dict[str, str | None] = {
     "grad_norm_interp": "closer to 1",
     "modes_covered": "higher",
     "high_quality_frac": "higher",
+    "class_coverage": "higher",
+    "mean_confidence": "higher",
+    "inception_score": "higher",
 }
 NO_DIRECTION = "no better direction: a diagnostic"
 # One heading and one or two sentences per plot, keyed by file stem, in report.md.
@@ -173,6 +187,11 @@ PLOT_NOTES = {
         "Generated images",
         "The first generated images of each arm's first seed, beside held-out real ones: "
         "look for blur, repeated images (collapse) and classes that never appear.",
+    ),
+    "image_grid_steps": (
+        "Generated images during training",
+        "The first generated images of each arm's first seed at each step in "
+        "train.hist_steps and at the end: whether, and how fast, digits form under each c.",
     ),
     "samples": (
         "Generated vs real samples",
@@ -227,6 +246,8 @@ class Samples:
     axis: np.ndarray | None  # (G,) grid coordinates, the same for x and y
     values: np.ndarray | None  # (R, G, G): values[r, i, j] is at x=axis[j], y=axis[i]
     image_shape: tuple[int, ...] | None = None  # (H, W, C) when each sample is an image
+    at_steps: np.ndarray | None = None  # (R, S, k, d) first generated images at `steps`
+    steps: np.ndarray | None = None  # (S,) the generator steps of at_steps
 
     def index(self, run_id: str) -> int | None:
         hits = np.flatnonzero(self.run_ids == run_id)
@@ -482,7 +503,7 @@ def read_samples(path: Path) -> Samples | None:
             missing = [key for key in SAMPLE_KEYS if key not in npz.files]
             if missing:
                 raise WganError(f"{path} lacks array(s): {', '.join(missing)}")
-            keys = (*SAMPLE_KEYS, "real", "axis", "values", "image_shape")
+            keys = (*SAMPLE_KEYS, "real", "axis", "values", "image_shape", *STEP_SAMPLE_KEYS)
             arrays = {key: npz[key] for key in keys if key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise WganError(f"{path} cannot be read: {err}") from None
@@ -512,6 +533,7 @@ def _check_samples(path: Path, arrays: dict[str, np.ndarray]) -> Samples:
     image_shape = tuple(int(v) for v in shape) if shape is not None else None
     if image_shape is not None and int(np.prod(image_shape)) != samples.shape[2]:
         raise WganError(f"{path}: image_shape {image_shape} does not fit {samples.shape[2]} values")
+    at_steps, steps = _check_step_samples(path, arrays, samples.shape)
     return Samples(
         run_ids=np.asarray(arrays["run_ids"]).astype(str),
         samples=samples,
@@ -519,7 +541,28 @@ def _check_samples(path: Path, arrays: dict[str, np.ndarray]) -> Samples:
         axis=axis,
         values=values,
         image_shape=image_shape,
+        at_steps=at_steps,
+        steps=steps,
     )
+
+
+def _check_step_samples(
+    path: Path, arrays: dict[str, np.ndarray], shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """samples_at_steps (R, S, k, d) with steps (S,): both or neither, shapes agreeing."""
+    at, steps = arrays.get("samples_at_steps"), arrays.get("steps")
+    if at is None and steps is None:
+        return None, None
+    at = np.asarray(at, dtype=float) if at is not None else None
+    steps = np.asarray(steps) if steps is not None else None
+    ok = at is not None and steps is not None and at.ndim == 4 and steps.ndim == 1
+    ok = ok and at.shape[0] == shape[0] and at.shape[1] == steps.size and at.shape[3] == shape[2]
+    if not ok:
+        raise WganError(
+            f"{path}: samples_at_steps {np.shape(at)} does not fit steps {np.shape(steps)} "
+            f"and samples {shape}"
+        )
+    return at, steps.astype(int)
 
 
 def read_histograms(path: Path) -> Histograms | None:
@@ -1009,6 +1052,11 @@ def make_plots(data: Sequence[FolderData], runs: pd.DataFrame, summary: pd.DataF
     images = _sample_picks(data, kept, summary, lambda s: s.image_shape is not None)
     if images:
         figures.append(("image_grid", _plot_image_grids(images)))
+        over_time = [
+            pick for pick in images if pick[1].steps is not None and pick[1].steps.size > 1
+        ]
+        if over_time:
+            figures.append(("image_grid_steps", _plot_image_steps(over_time)))
     return [_render(stem, fig) for stem, fig in figures]
 
 
@@ -1066,6 +1114,25 @@ def _plot_image_grids(picks: list[tuple[str, Samples, int, object]], side: int =
         ax.imshow(_tile(x[: side * side], first.image_shape, side), cmap="gray", vmin=-1, vmax=1)
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def _plot_image_steps(picks: list[tuple[str, Samples, int, object]], side: int = 4) -> Figure:
+    """One row per arm (its first seed), one column per saved step: how the images form."""
+    n_cols = max(s.steps.size for _, s, _, _ in picks)
+    fig = Figure(figsize=(1.6 * n_cols + 0.6, 1.7 * len(picks) + 0.3))
+    for row, (arm, s, i, seed) in enumerate(picks):
+        for col, step in enumerate(s.steps):
+            ax = fig.add_subplot(len(picks), n_cols, row * n_cols + col + 1)
+            tile = _tile(s.at_steps[i, col, : side * side], s.image_shape, side)
+            ax.imshow(tile, cmap="gray", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"step {step}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(_panel_title(arm, seed), fontsize=7)
     fig.tight_layout()
     return fig
 

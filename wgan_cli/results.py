@@ -47,8 +47,13 @@ METRIC_COLUMNS = (
     "grad_norm_interp_max",
     "modes_covered",
     "high_quality_frac",
+    "class_coverage",
+    "mean_confidence",
+    "inception_score",
     "wall_s",
 )
+#: The digits score's columns (digits only; see digits_score.py).
+DIGITS_SCORE_COLUMNS = ("class_coverage", "mean_confidence", "inception_score")
 #: Identify a run in every per-run table.
 RUN_KEYS = ("run_id", "constraint", "c", "gp_lambda", "seed")
 LAYER_COLUMNS = (

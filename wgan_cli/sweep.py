@@ -23,11 +23,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from wgan_cli import data as datasets
-from wgan_cli import metrics
+from wgan_cli import digits_score, metrics
 from wgan_cli.config import CONSTRAINTS, Config, is_set, resolve, to_dict
 from wgan_cli.devices import CompileCacheStats, padded_size
 from wgan_cli.errors import WganError
 from wgan_cli.results import (
+    DIGITS_SCORE_COLUMNS,
     LAYER_COLUMNS,
     METRIC_COLUMNS,
     SPECTRA_COLUMNS,
@@ -47,6 +48,8 @@ PER_RUN_FIELDS = (
 )
 
 Progress = Callable[[str], None]
+#: Generated images kept per run at each histogram step, for the report's image grids.
+GRID_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,9 @@ def run_sweep(
     cache_stats = CompileCacheStats()
     base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
+    groups = group_runs(runs)
+    for group in groups:  # a network that cannot fit the data fails before the folder exists
+        Program.from_config(group[0].config, spec)
     folder = ResultsFolder.create(out)
     started = time.time()
     manifest = {
@@ -207,7 +213,6 @@ def run_sweep(
     rows = {r.run_id: _run_row(r, status="pending") for r in runs}
     folder.write_runs(list(rows.values()))
 
-    groups = group_runs(runs)
     parts = []
     try:
         for i, group in enumerate(groups, 1):
@@ -271,18 +276,20 @@ def _train_group(
     state = init(jax.random.wrap_key_data(keys), hp)
     pending = chunk(state, hp, dev_arrays)
     names = metrics.layer_names(state.critic["params"])
-    snapshots, last, first = [], [], 0.0
+    scorer = image_scorer(spec, folder)
+    snapshots, images, last, first = [], [], [], 0.0
     for i in range(n_chunks):
         state, out = pending
         if i + 1 < n_chunks:
             pending = chunk(state, hp, dev_arrays)
         host = _real_runs(jax.device_get(out), len(group))
         wall = time.time() - t0
-        last = [_metric_row(run, host, r, wall) for r, run in enumerate(group)]
+        last = [_metric_row(run, host, r, wall, scorer) for r, run in enumerate(group)]
         folder.append_rows("metrics.csv", METRIC_COLUMNS, last)
         folder.append_rows("layers.csv", LAYER_COLUMNS, _layer_rows(group, host, names))
         if (i + 1) * cfg.train.log_every in hist_steps:
             snapshots.append(host["histograms"])
+            images.append(host["fake"][:, :GRID_SAMPLES])
         first = first if i else wall
         progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, first, host))
 
@@ -295,6 +302,7 @@ def _train_group(
         "counts": snapshots[-1],
         "counts_at_steps": np.stack(snapshots, axis=1),
         "samples": host["fake"],
+        "samples_at_steps": np.stack(images, axis=1),
         "real": host["real"],
         **{f"sv_{n}": sv for n, sv in zip(names, ends["singular_values"], strict=True)},
     }
@@ -369,13 +377,40 @@ def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Confi
     extra = {"axis": SURFACE_AXIS, "values": stack["surface"]} if "surface" in stack else {}
     if image_shape is not None:
         extra["image_shape"] = np.array(image_shape)
+        extra["samples_at_steps"] = stack["samples_at_steps"]
+        extra["steps"] = np.array(hist_steps)
     folder.write_npz("samples.npz", **common, samples=stack["samples"], real=stack["real"], **extra)
 
 
-def _metric_row(run: RunSpec, host: dict[str, np.ndarray], r: int, wall: float) -> dict:
-    """One metrics.csv row for run r of the group, with its exact W1 computed here."""
+def image_scorer(
+    spec: datasets.DataSpec, folder: ResultsFolder
+) -> Callable[[np.ndarray], dict[str, float]] | None:
+    """The digits score for generated digits (its classifier fitted once and cached in the
+    results folder); None for every other data set, which has no classifier to judge it."""
+    if spec.name != "digits":
+        return None
+    classifier = digits_score.load_or_train(folder.path)
+
+    def score(images: np.ndarray) -> dict[str, float]:
+        result = digits_score.score(classifier, images)
+        return {k: result[k] for k in DIGITS_SCORE_COLUMNS}
+
+    return score
+
+
+def _metric_row(
+    run: RunSpec,
+    host: dict[str, np.ndarray],
+    r: int,
+    wall: float,
+    scorer: Callable[[np.ndarray], dict[str, float]] | None = None,
+) -> dict:
+    """One metrics.csv row for run r of the group, with its exact W1 (and, for digits, the
+    digits score) computed here."""
     w1 = metrics.w1_exact(host["real"][r], host["fake"][r])
     row = _run_row(run)
+    if scorer is not None:
+        row.update(scorer(host["fake"][r]))
     scalars = [k for k in METRIC_COLUMNS if k in host and host[k].ndim == 1]
     row.update({k: host[k][r].item() for k in scalars})
     row.update(

@@ -25,10 +25,13 @@ from wgan_cli import metrics
 from wgan_cli.config import Config
 from wgan_cli.constraints import clip_params, clip_to_box, gradient_penalty, interpolates
 from wgan_cli.data import DataSpec, sample_heldout, sample_train
-from wgan_cli.models import MLP, critic_fn
+from wgan_cli.errors import WganError
+from wgan_cli.models import MLP, ConvCritic, ConvGenerator, critic_fn, kernel_matrix, max_conv_depth
 
 #: Histogram bin edges in units of the scale (c under clipping): bins centred on -c, 0 and +c.
 HIST_EDGES_REL = np.linspace(-1.025, 1.025, 42)
+
+Critic = MLP | ConvCritic
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ class Program:
     """
 
     data: DataSpec
-    critic: MLP
-    generator: MLP
+    critic: Critic
+    generator: MLP | ConvGenerator
     noise_dim: int
     batch_size: int
     n_critic: int
@@ -60,20 +63,8 @@ class Program:
     def from_config(cls, cfg: Config, data: DataSpec) -> Program:
         return cls(
             data=data,
-            critic=MLP(
-                cfg.critic.hidden,
-                cfg.critic.depth,
-                1,
-                cfg.critic.activation,
-                spectral=cfg.constraint.kind == "sn",
-            ),
-            generator=MLP(
-                cfg.generator.hidden,
-                cfg.generator.depth,
-                data.dim,
-                cfg.generator.activation,
-                squash=data.bounded,
-            ),
+            critic=build_critic(cfg, data),
+            generator=build_generator(cfg, data),
             noise_dim=cfg.generator.noise_dim,
             batch_size=cfg.train.batch_size,
             n_critic=cfg.train.n_critic,
@@ -86,6 +77,39 @@ class Program:
             critic_only=cfg.train.critic_only,
             fake_noise_std=cfg.train.fake_noise_std,
         )
+
+
+def build_critic(cfg: Config, data: DataSpec) -> Critic:
+    """The configured critic, spectrally normalised in the sn arm."""
+    spectral = cfg.constraint.kind == "sn"
+    net = cfg.critic
+    if net.kind == "mlp":
+        return MLP(net.hidden, net.depth, 1, net.activation, spectral=spectral)
+    image_shape = _conv_image_shape("critic", net.depth, data)
+    return ConvCritic(net.channels, net.depth, image_shape, net.activation, spectral=spectral)
+
+
+def build_generator(cfg: Config, data: DataSpec) -> MLP | ConvGenerator:
+    """The configured generator; an MLP ends in tanh for data that lives in [-1, 1]."""
+    net = cfg.generator
+    if net.kind == "mlp":
+        return MLP(net.hidden, net.depth, data.dim, net.activation, squash=data.bounded)
+    image_shape = _conv_image_shape("generator", net.depth, data)
+    return ConvGenerator(net.channels, net.depth, image_shape, net.noise_dim)
+
+
+def _conv_image_shape(net: str, depth: int, data: DataSpec) -> tuple[int, int, int]:
+    """The images' (H, W, C), once depth stride-2 layers are known to fit them."""
+    if data.image_shape is None:
+        raise WganError(f"{net}.kind conv needs an image data set, not {data.name}")
+    deepest = max_conv_depth(data.image_shape)
+    if depth > deepest:
+        h, w, _ = data.image_shape
+        raise WganError(
+            f"{net}.depth {depth} is too deep for {h} x {w} images: a conv {net} takes at most "
+            f"{deepest} stride-2 layers before the feature map is 1 x 1"
+        )
+    return data.image_shape
 
 
 #: The program family of each constraint arm (see Program).
@@ -318,7 +342,7 @@ def layer_gradient_norms(
     with depth. Activations are probed with zero arrays added to each layer's output."""
     x = jnp.concatenate([real, fake])
     n = real.shape[0]
-    probes = [jnp.zeros((x.shape[0], prog.critic.hidden)) for _ in range(prog.critic.depth)]
+    probes = [jnp.zeros(shape) for shape in prog.critic.probe_shapes(x.shape[0])]
 
     def loss(params: Any, probes: list[jax.Array]) -> jax.Array:
         out = prog.critic.apply({**critic, "params": params}, x, probes=probes)[:, 0]
@@ -367,7 +391,7 @@ def final_diagnostics(prog: Program, state: RunState) -> dict[str, Any]:
     params = state.critic["params"]
     out: dict[str, Any] = {
         "singular_values": [
-            jnp.linalg.svd(layer["kernel"], compute_uv=False)
+            jnp.linalg.svd(kernel_matrix(layer["kernel"]), compute_uv=False)
             for _, layer in metrics.layers_in_order(params)
         ]
     }
