@@ -186,6 +186,7 @@ def run_sweep(
     cache_stats = CompileCacheStats()
     base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
+    datasets.check_batch(spec, arrays, base.train.batch_size, base.data.path)
     folder = ResultsFolder.create(out)
     started = time.time()
     manifest = {
