@@ -386,6 +386,11 @@ CASES: list[Case] = [
         "error: optim.critic.lr must be a number, got '1e-4x'",
     ),
     yaml_case(
+        "yaml-exponent-for-integer",
+        "train: {steps: 1e3}\n",
+        "error: train.steps must be an integer, got str '1e3'",
+    ),
+    yaml_case(
         "yaml-null",
         "train: {steps: null}\n",
         "error: train.steps needs a value (generator iterations)",
@@ -406,6 +411,11 @@ CASES: list[Case] = [
         "seed: [0, 1]\n",
         "error: seed must be an integer, got a list [0, 1] (to sweep several values, use "
         "--seeds on the command line)",
+    ),
+    yaml_case(
+        "yaml-text-for-seed",
+        "seed: first\n",
+        "error: seed must be an integer, got str 'first'",
     ),
     yaml_case(
         "yaml-infinite-c",

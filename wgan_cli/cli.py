@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import ClickException, UsageError
+from typer._click.exceptions import ClickException, UsageError  # typer>=0.29 vendors click
 from typer.core import TyperGroup
 
 from wgan_cli import __version__

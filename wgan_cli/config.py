@@ -314,7 +314,8 @@ def _coerce(value: Any, hint: Any, meta: dict[str, Any], key: str) -> Any:
         return value
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise WganError(f"{key} must be an integer, got {_kind(value)} {value!r}{_hint(key)}")
+            hint = _sweep_hint(key, value)
+            raise WganError(f"{key} must be an integer, got {_kind(value)} {value!r}{hint}")
     elif base is float:
         value = _as_float(value, key)
     elif base is str:
@@ -331,10 +332,12 @@ SWEEP_OPTIONS = {"constraint.c": "--c", "constraint.gp_lambda": "--gp-lambda", "
 _BOOLEAN_HINT = "unquoted yes, no, on, off, true and false are YAML booleans: quote the value"
 
 
-def _hint(key: str) -> str:
+def _sweep_hint(key: str, value: Any) -> str:
     """For a list given to a swept field: point at the sweep option that takes the list."""
     option = SWEEP_OPTIONS.get(key)
-    return f" (to sweep several values, use {option} on the command line)" if option else ""
+    if option is None or not isinstance(value, list):
+        return ""
+    return f" (to sweep several values, use {option} on the command line)"
 
 
 def _as_str(value: Any, choices: tuple[str, ...], key: str) -> str:
@@ -367,7 +370,8 @@ def _as_float(value: Any, key: str) -> float:
         except ValueError:
             raise WganError(f"{key} must be a number, got {value!r}") from None
     else:
-        raise WganError(f"{key} must be a number, got {_kind(value)} {value!r}{_hint(key)}")
+        hint = _sweep_hint(key, value)
+        raise WganError(f"{key} must be a number, got {_kind(value)} {value!r}{hint}")
     if not math.isfinite(out):
         raise WganError(f"{key} must be finite, got {value!r}")
     return out
