@@ -10,11 +10,48 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, UsageError  # typer>=0.29 vendors click
+from typer.core import TyperGroup
 
 from wgan_cli import __version__
 from wgan_cli.errors import WganError
 
+
+class OneLineErrors(TyperGroup):
+    """Command-line usage errors (an unknown option, a missing value) as one `error:` line.
+
+    Typer would draw them in a multi-line box; every other mistake a user can make already
+    ends in one `error: ...` line and exit code 2, so scripts and people see one shape.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the command; in standalone mode print usage errors on one line and exit."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            # NoArgsIsHelpError has already printed the help (typer matches it by name too).
+            if type(exc).__name__ != "NoArgsIsHelpError":
+                typer.echo(f"error: {usage_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: ClickException) -> str:
+    """click's message on one line, plus where to read the command's options."""
+    text = " ".join(exc.format_message().split())
+    ctx = exc.ctx if isinstance(exc, UsageError) else None
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        text += f" (see {ctx.command_path} {ctx.help_option_names[0]})"
+    return text
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -137,8 +137,8 @@ def load_raw(path: Path | None, overrides: list[str] = ()) -> dict[str, Any]:
     """
     raw: dict[str, Any] = {} if path is None else _read_yaml(path)
     for item in overrides:
-        key, value = _parse_override(item)
-        _set_path(raw, key, value)
+        key, text, value = _parse_override(item)
+        _set_path(raw, key, _as_typed(key, text, value))
     resolve(raw)
     return raw
 
@@ -206,7 +206,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    """`key=value` -> (key, the value's text, the value as YAML reads it)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise WganError(f"--set expects key=value, got {item!r}")
@@ -214,7 +215,35 @@ def _parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    return key.strip(), value
+    return key.strip(), text.strip(), value
+
+
+def _as_typed(key: str, text: str, value: Any) -> Any:
+    """A free-text field keeps the text the user typed after `--set key=`.
+
+    YAML reads `--set name=2024` as an integer and `name=no` as a boolean, yet on the command
+    line a user typing into a text field means the text; converting back with str() would
+    turn `007` into `7` and `no` into `False`. Fields with a fixed set of choices
+    (data.dataset, ...) keep YAML's reading, so `data.dataset=no` is still refused, by name.
+    """
+    if isinstance(value, bool | int | float) and _is_free_text(key):
+        return text
+    return value
+
+
+def _is_free_text(key: str) -> bool:
+    """Whether dotted key names a string field without fixed choices (name, data.path)."""
+    cls: Any = Config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        cls = typing.get_type_hints(cls).get(part)
+        if cls is None or not dataclasses.is_dataclass(cls):
+            return False
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if leaf not in fields:
+        return False
+    hint = typing.get_type_hints(cls)[leaf]
+    return str in (typing.get_args(hint) or (hint,)) and not fields[leaf].metadata["choices"]
 
 
 def _set_path(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -246,7 +275,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     """Build dataclass cls from raw, naming the offending dotted key in every error."""
     where = prefix.rstrip(".") or "the config"
     if not isinstance(raw, dict):
-        raise WganError(f"{where} must be a mapping, got {_kind(raw)}")
+        empty = " (leave the section out to keep its defaults)" if raw is None and prefix else ""
+        raise WganError(f"{where} must be a mapping, got {_kind(raw)}{empty}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
@@ -289,14 +319,12 @@ def _coerce(value: Any, hint: Any, meta: dict[str, Any], key: str) -> Any:
         return value
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise WganError(f"{key} must be an integer, got {_kind(value)} {value!r}")
+            hint = _sweep_hint(key, value)
+            raise WganError(f"{key} must be an integer, got {_kind(value)} {value!r}{hint}")
     elif base is float:
         value = _as_float(value, key)
     elif base is str:
-        if not isinstance(value, str):
-            raise WganError(f"{key} must be a string, got {_kind(value)} {value!r}")
-        if meta["choices"] and value not in meta["choices"]:
-            raise WganError(f"{key} must be one of {', '.join(meta['choices'])}; got {value!r}")
+        value = _as_str(value, meta["choices"], key)
     if meta["gt"] is not None and value <= meta["gt"]:
         raise WganError(f"{key} must be > {meta['gt']:g}, got {value!r}")
     if meta["ge"] is not None and value < meta["ge"]:
@@ -304,10 +332,41 @@ def _coerce(value: Any, hint: Any, meta: dict[str, Any], key: str) -> Any:
     return value
 
 
+#: Fields a sweep option fills: a list there is a sweep, which the option spells.
+SWEEP_OPTIONS = {"constraint.c": "--c", "constraint.gp_lambda": "--gp-lambda", "seed": "--seeds"}
+_BOOLEAN_HINT = "unquoted yes, no, on, off, true and false are YAML booleans: quote the value"
+
+
+def _sweep_hint(key: str, value: Any) -> str:
+    """For a list given to a swept field: point at the sweep option that takes the list."""
+    option = SWEEP_OPTIONS.get(key)
+    if option is None or not isinstance(value, list):
+        return ""
+    return f" (to sweep several values, use {option} on the command line)"
+
+
+def _as_str(value: Any, choices: tuple[str, ...], key: str) -> str:
+    """A string leaf; a free-text one (no choices) also takes a number as its YAML text.
+
+    `name: 2024` means the name "2024", but a YAML boolean is refused rather than read back as
+    "False": the user wrote `no` or `off`, and only quoting keeps that spelling.
+    """
+    want = f"one of {', '.join(choices)};" if choices else "a string,"
+    if isinstance(value, bool):
+        raise WganError(f"{key} must be {want} got the YAML boolean {value!r} ({_BOOLEAN_HINT})")
+    if not choices and isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise WganError(f"{key} must be {want} got {_kind(value)} {value!r}")
+    if choices and value not in choices:
+        raise WganError(f"{key} must be {want} got {value!r}")
+    return value
+
+
 def _as_float(value: Any, key: str) -> float:
     """PyYAML reads `1e-4` (no dot) as a string; users mean the number."""
     if isinstance(value, bool):
-        raise WganError(f"{key} must be a number, got boolean {value!r}")
+        raise WganError(f"{key} must be a number, got the YAML boolean {value!r}")
     if isinstance(value, int | float):
         out = float(value)
     elif isinstance(value, str):
@@ -316,7 +375,8 @@ def _as_float(value: Any, key: str) -> float:
         except ValueError:
             raise WganError(f"{key} must be a number, got {value!r}") from None
     else:
-        raise WganError(f"{key} must be a number, got {_kind(value)} {value!r}")
+        hint = _sweep_hint(key, value)
+        raise WganError(f"{key} must be a number, got {_kind(value)} {value!r}{hint}")
     if not math.isfinite(out):
         raise WganError(f"{key} must be finite, got {value!r}")
     return out

@@ -431,6 +431,26 @@ def load(name: str, path: str | None = None) -> tuple[DataSpec, dict[str, np.nda
     raise WganError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
 
 
+def check_batch(
+    spec: DataSpec, arrays: dict[str, np.ndarray], batch_size: int, path: str | None = None
+) -> None:
+    """Refuse a batch larger than a finite data set's training split.
+
+    Rows are drawn with replacement, so such a batch would run, but every batch would repeat
+    images and the run would not be the experiment the user meant; a wrong train.batch_size
+    or a truncated file is the likely cause, and both are cheaper to hear about now. path
+    names the user's file in the message.
+    """
+    if not spec.finite:
+        return
+    n_train = arrays["train"].shape[0]
+    if batch_size > n_train:
+        raise WganError(
+            f"train.batch_size ({batch_size}) exceeds the {n_train} training images of "
+            f"{path or spec.name} (the other 20% are held out): lower train.batch_size"
+        )
+
+
 def sample_train(spec: DataSpec, arrays: dict, key: jax.Array, n: int) -> jax.Array:
     """Draw a training batch on device; ``spec`` and ``n`` are static, ``arrays`` may be traced."""
     if spec.finite:

@@ -189,6 +189,7 @@ def run_sweep(
     cache_stats = CompileCacheStats()
     base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
+    datasets.check_batch(spec, arrays, base.train.batch_size, base.data.path)
     groups = group_runs(runs)
     for group in groups:  # a network that cannot fit the data fails before the folder exists
         Program.from_config(group[0].config, spec)
