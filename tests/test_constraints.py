@@ -93,3 +93,12 @@ def test_c_is_traced_so_a_new_c_never_recompiles():
         expected = np.clip(np.linspace(-1, 1, 9, dtype=F32) + F32(0.3), -F32(c), F32(c))
         np.testing.assert_allclose(np.asarray(w), expected, rtol=0, atol=1e-7)
         assert np.abs(np.asarray(w)).max() <= F32(c)
+
+
+def test_kernels_only_leaves_a_normalisations_scale_free_and_all_clips_it():
+    params = {"Conv_0": {"kernel": jnp.full((2, 2), 0.5), "norm": {"scale": jnp.ones(2)}}}
+    kept = clip_params(params, 0.1, kernels_only=True)
+    np.testing.assert_array_equal(kept["Conv_0"]["norm"]["scale"], np.ones(2))
+    np.testing.assert_array_equal(kept["Conv_0"]["kernel"], np.full((2, 2), 0.1, np.float32))
+    every = clip_params(params, 0.1)
+    np.testing.assert_array_equal(every["Conv_0"]["norm"]["scale"], np.full(2, 0.1, np.float32))

@@ -1,5 +1,6 @@
 """Convolutional critics and generators in the training loop, on the shipped digits."""
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,15 @@ from wgan_cli import data
 from wgan_cli.cli import app
 from wgan_cli.config import load_config
 from wgan_cli.errors import WganError
-from wgan_cli.train import Hyper, Program, compiled, init_run, layer_gradient_norms
+from wgan_cli.models import PatchConv
+from wgan_cli.train import (
+    Hyper,
+    Program,
+    clip_coverage,
+    compiled,
+    init_run,
+    layer_gradient_norms,
+)
 
 CONV = [
     "data.dataset=digits",
@@ -128,6 +137,8 @@ def test_digits_rows_carry_the_digits_score(digits_sweep: Path):
     assert metrics["inception_score"].between(1.0, 10.0).all()
     assert (metrics["weight_abs_max"] <= metrics["c"].astype(np.float32)).all()
     assert (digits_sweep / "digits_classifier.npz").is_file()
+    manifest = json.loads((digits_sweep / "manifest.json").read_text())
+    assert "Conv_0/kernel" in manifest["clip_coverage"]["clipped"]
 
 
 def test_samples_at_each_histogram_step_are_saved_as_images(digits_sweep: Path):
@@ -148,3 +159,38 @@ def test_report_shows_image_grids_and_the_score_per_c(digits_sweep: Path, tmp_pa
     assert len(summary) == 2
     assert summary["class_coverage_mean"].notna().all()
     assert "inception_score" in (tmp_path / "report.md").read_text()
+
+
+def test_layer_norm_normalises_each_sample_over_height_width_and_channels():
+    x = jax.random.normal(jax.random.key(0), (3, 8, 8, 2))
+    plain = PatchConv(5)
+    variables = plain.init(jax.random.key(1), x)
+    y = np.asarray(plain.apply(variables, x), np.float64)
+    normed = PatchConv(5, layer_norm=True)
+    nvars = normed.init(jax.random.key(1), x)
+    assert set(nvars["params"]["norm"]) == {"scale", "bias"}  # per channel: (5,) each
+    nvars = {"params": {**nvars["params"], **variables["params"]}}  # same kernel and bias
+    mean = y.mean(axis=(1, 2, 3), keepdims=True)
+    var = y.var(axis=(1, 2, 3), keepdims=True)
+    expected = (y - mean) / np.sqrt(var + 1e-6)  # scale 1, offset 0 at init; flax's epsilon
+    np.testing.assert_allclose(np.asarray(normed.apply(nvars, x)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("clip", ["all", "kernels"])
+def test_manifest_coverage_names_the_clipped_normalisation_parameters(clip: str):
+    prog = program("critic.norm=layer", f"constraint.clip={clip}")
+    coverage = clip_coverage(prog)
+    assert "Conv_1/kernel" in coverage["clipped"] and "Dense_0/kernel" in coverage["clipped"]
+    norm = {f"Conv_{i}/norm/{p}" for i in range(3) for p in ("scale", "bias")}
+    side = "clipped" if clip == "all" else "free"
+    assert norm <= set(coverage[side])
+    assert len(coverage["clipped"]) + len(coverage["free"]) == 3 * 4 + 2
+    assert coverage["never_clipped_collections"] == []
+    assert clip_coverage(program("constraint.kind=sn"))["never_clipped_collections"] == [
+        "batch_stats"  # spectral norm's power-iteration vectors: statistics, not parameters
+    ]
+
+
+def test_layer_norm_is_for_the_conv_critic():
+    with pytest.raises(WganError, match="critic.norm layer applies to the conv critic only"):
+        load_config(None, ["critic.norm=layer"])

@@ -908,3 +908,16 @@ def test_cli_report_formats_and_folders(tmp_path: Path) -> None:
         assert failed.exit_code == 2, (args, failed.output)
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_image_tiles_sit_row_by_row_with_a_gap_between() -> None:
+    from wgan_cli.report import _tile
+
+    flat = np.arange(3 * 4, dtype=float).reshape(3, 4) / 100  # three 2 x 2 images
+    tile = _tile(flat, (2, 2, 1), side=2)
+    assert tile.shape == (5, 5)  # 2 images + 1 gap each way
+    np.testing.assert_array_equal(tile[:2, :2], [[0.0, 0.01], [0.02, 0.03]])
+    np.testing.assert_array_equal(tile[:2, 3:], [[0.04, 0.05], [0.06, 0.07]])
+    np.testing.assert_array_equal(tile[3:, :2], [[0.08, 0.09], [0.10, 0.11]])
+    np.testing.assert_array_equal(tile[3:, 3:], -np.ones((2, 2)))  # no fourth image: blank
+    assert np.isnan(tile[2]).all() and np.isnan(tile[:, 2]).all()

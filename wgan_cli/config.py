@@ -27,6 +27,7 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 CONSTRAINTS = ("clip", "gp", "sn", "none")
 CLIP_TARGETS = ("all", "kernels")
 NETWORKS = ("mlp", "conv")
+NORMS = ("none", "layer")
 
 
 def _f(default: Any, doc: str, *, choices: tuple[str, ...] = (), gt: float | None = None, ge=None):
@@ -48,6 +49,7 @@ class CriticConfig:
     depth: int = _f(3, "number of hidden layers (conv: stride-2 convolutions)", gt=0)
     activation: str = _f("relu", "hidden-layer nonlinearity", choices=ACTIVATIONS)
     channels: int = _f(64, "conv: channels of the first convolution, doubled per layer", gt=0)
+    norm: str = _f("none", "conv: none, or layer (LayerNorm after each convolution)", choices=NORMS)
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,8 @@ def _check_cross_fields(cfg: Config) -> None:
                 f"{net}.kind conv needs an image data set ({', '.join(IMAGE_DATASETS)}), "
                 f"not {cfg.data.dataset}"
             )
+    if cfg.critic.norm != "none" and cfg.critic.kind != "conv":
+        raise WganError(f"critic.norm {cfg.critic.norm} applies to the conv critic only")
     for step in cfg.train.hist_steps:
         if step > cfg.train.steps or step % cfg.train.log_every:
             raise WganError(

@@ -19,7 +19,7 @@ def clip_to_box(c: jax.Array | float, kernels_only: bool = False) -> optax.Gradi
     """Rewrite updates so that params + updates lies in [-c, c] for every parameter.
 
     `c` may be a traced array, so a sweep over c shares one compiled program. With
-    kernels_only, leaves named "bias" are passed through unchanged.
+    kernels_only, only the weight kernels are projected (see is_clipped).
     """
 
     def init_fn(params: Any) -> optax.EmptyState:
@@ -33,7 +33,7 @@ def clip_to_box(c: jax.Array | float, kernels_only: bool = False) -> optax.Gradi
             )
 
         def project(path: tuple, u: jax.Array, p: jax.Array) -> jax.Array:
-            if kernels_only and _leaf_name(path) == "bias":
+            if not is_clipped(path, kernels_only):
                 return u
             return _landing_update(p, u, jnp.asarray(c, p.dtype))
 
@@ -46,7 +46,7 @@ def clip_params(params: Any, c: jax.Array | float, kernels_only: bool = False) -
     """Project params themselves into [-c, c] (used once, on the freshly initialised critic)."""
 
     def project(path: tuple, p: jax.Array) -> jax.Array:
-        if kernels_only and _leaf_name(path) == "bias":
+        if not is_clipped(path, kernels_only):
             return p
         return jnp.clip(p, -c, c).astype(p.dtype)
 
@@ -74,6 +74,23 @@ def _landing_update(p: jax.Array, u: jax.Array, c: jax.Array) -> jax.Array:
         go_down = (landed > c) | ((landed > target) & (p + down >= -c))
         step = jnp.where(go_up, up, jnp.where(go_down, down, step))
     return step
+
+
+def is_clipped(path: tuple, kernels_only: bool) -> bool:
+    """Whether the parameter at `path` is clipped: every one (the WGAN paper), or with
+    kernels_only the weight kernels alone, leaving biases and a normalisation's scale and
+    offset free."""
+    return not kernels_only or _leaf_name(path) == "kernel"
+
+
+def parameter_paths(params: Any, kernels_only: bool) -> dict[str, list[str]]:
+    """{"clipped": [...], "free": [...]}: "Conv_0/norm/scale"-style paths of the critic's
+    parameters on each side of the clip, which the manifest records."""
+    sides: dict[str, list[str]] = {"clipped": [], "free": []}
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+        sides["clipped" if is_clipped(path, kernels_only) else "free"].append(name)
+    return sides
 
 
 def _leaf_name(path: tuple) -> str:

@@ -10,6 +10,7 @@ Linen modules keep parameters as plain pytrees, which is what lets a whole sweep
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -80,15 +81,19 @@ CONV_KERNEL = (4, 4)
 CONV_STRIDES = (2, 2)
 
 
-def _conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+def _conv_kernel_init(
+    key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, inputs_seen: float = 1.0
+) -> jax.Array:
     """Flax's default kernel init, LeCun normal (a normal truncated at ±2 std, scaled to
     variance 1 / fan_in with fan_in = kh * kw * cin), drawn as a flat vector and reshaped.
+    `inputs_seen` < 1 counts only the share of the window that holds real inputs (see
+    PatchConv's transposed case), so the layer keeps its input's scale.
 
     The values follow exactly the distribution of ``nn.initializers.lecun_normal()`` on the 4-D
     shape, but XLA on CPU compiles random draws of rank 3 and 4 10-20 times slower than flat
     ones (seconds per layer), a cost every sweep's initialisation would pay.
     """
-    fan_in = math.prod(shape[:-1])
+    fan_in = math.prod(shape[:-1]) * inputs_seen
     # 0.8796... is the std of a standard normal truncated to [-2, 2], as in flax's init.
     std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
     flat = jax.random.truncated_normal(key, -2.0, 2.0, (math.prod(shape),), dtype)
@@ -166,11 +171,17 @@ class PatchConv(nn.Module):
 
     features: int
     transpose: bool = False
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cin = x.shape[-1]
-        kernel = self.param("kernel", _conv_kernel_init, (*CONV_KERNEL, cin, self.features))
+        # A transposed convolution's window over the zero-spread input holds only one real input
+        # in stride**2 positions; LeCun's fan_in over the whole window would shrink the signal
+        # about that much per layer, leaving a 3-layer generator's first images nearly equal.
+        seen = 1.0 / math.prod(CONV_STRIDES) if self.transpose else 1.0
+        init = functools.partial(_conv_kernel_init, inputs_seen=seen)
+        kernel = self.param("kernel", init, (*CONV_KERNEL, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         stride = CONV_STRIDES[0]
         if self.transpose:
@@ -185,7 +196,12 @@ class PatchConv(nn.Module):
         else:
             pads = jax.lax.padtype_to_pads(x.shape[1:3], CONV_KERNEL, CONV_STRIDES, "SAME")
             windows = _patches(x, pads, stride)
-        return windows @ kernel.reshape(-1, self.features) + bias
+        y = windows @ kernel.reshape(-1, self.features) + bias
+        if self.layer_norm:
+            # Per sample over (H, W, C), with a scale and offset per channel: WGAN-GP's
+            # suggested stand-in for batch norm, which would couple a batch's samples.
+            y = nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=-1, name="norm")(y)
+        return y
 
 
 class ConvCritic(nn.Module):
@@ -194,10 +210,12 @@ class ConvCritic(nn.Module):
     The input is reshaped to NHWC (row-major (H, W, C), as the data sets flatten it), then
     `depth` 4 x 4 stride-2 "SAME" convolutions with channels, 2 channels, 4 channels, ...
     (layer i has channels * 2**i), each followed by the activation, then a Dense to 1 on the
-    flattened last feature map. No normalisation (WGAN-GP: batch norm breaks the per-sample
-    gradient penalty). Parameters are Conv_0 .. Conv_{depth-1}, Dense_0, which natural sort
-    puts in network order. `spectral` and `update_stats` as in MLP; `probes` are added to each
-    convolution's activated output, shapes from `probe_shapes`. The default activation is
+    flattened last feature map. No normalisation unless `norm` is "layer": a LayerNorm inside
+    each convolution's scope (Conv_i/norm), never batch norm (WGAN-GP: it breaks the per-sample
+    gradient penalty; and it has running statistics, which are not parameters). Parameters
+    are Conv_0 .. Conv_{depth-1}, Dense_0, which natural sort puts in network order.
+    `spectral` and `update_stats` as in MLP; `probes` are added to each convolution's activated
+    output, shapes from `probe_shapes`. The default activation is
     flax's leaky_relu, slope 0.01 (DCGAN used 0.2), the same function the MLP's leaky_relu is.
     """
 
@@ -206,6 +224,7 @@ class ConvCritic(nn.Module):
     image_shape: tuple[int, int, int]
     activation: str = "leaky_relu"
     spectral: bool = False
+    norm: str = "none"
 
     def probe_shapes(self, batch: int) -> list[tuple[int, ...]]:
         """The shape of each hidden layer's output for a batch: one probe per convolution."""
@@ -231,7 +250,9 @@ class ConvCritic(nn.Module):
 
         h = x.reshape((x.shape[0], *self.image_shape))
         for i in range(self.depth):
-            conv = PatchConv(self.channels * 2**i, name=f"Conv_{i}")
+            conv = PatchConv(
+                self.channels * 2**i, layer_norm=self.norm == "layer", name=f"Conv_{i}"
+            )
             h = act(apply(conv, h))
             if probes is not None:
                 h = h + probes[i]

@@ -73,6 +73,7 @@ STEP_SAMPLE_KEYS = ("samples_at_steps", "steps")
 REAL_COLOUR = "black"
 FAKE_COLOUR = "#ff7f0e"
 MAX_SCATTER = 1000
+GRID_GAP_COLOUR = "#4a90d9"
 # Known constraints first, in the order a reader compares them; unknown ones after, by name.
 CONSTRAINT_ORDER = ("clip", "gp", "sn", "none")
 # "None" is not missing here: it is never a status, and constraint "none" must stay a string.
@@ -1111,7 +1112,7 @@ def _plot_image_grids(picks: list[tuple[str, Samples, int, object]], side: int =
     fig = Figure(figsize=(2.4 * len(panels), 2.7))
     for k, (title, x) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
-        ax.imshow(_tile(x[: side * side], first.image_shape, side), cmap="gray", vmin=-1, vmax=1)
+        _show_tile(ax, _tile(x[: side * side], first.image_shape, side))
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
     fig.tight_layout()
@@ -1126,7 +1127,7 @@ def _plot_image_steps(picks: list[tuple[str, Samples, int, object]], side: int =
         for col, step in enumerate(s.steps):
             ax = fig.add_subplot(len(picks), n_cols, row * n_cols + col + 1)
             tile = _tile(s.at_steps[i, col, : side * side], s.image_shape, side)
-            ax.imshow(tile, cmap="gray", vmin=-1, vmax=1)
+            _show_tile(ax, tile)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -1138,12 +1139,19 @@ def _plot_image_steps(picks: list[tuple[str, Samples, int, object]], side: int =
 
 
 def _tile(flat: np.ndarray, shape: tuple[int, ...], side: int) -> np.ndarray:
-    """Images (n, H*W*C) in [-1, 1] laid out row by row; the first channel of colour data."""
+    """Images (n, H*W*C) in [-1, 1] laid out row by row, one NaN pixel between them (drawn
+    in GRID_GAP_COLOUR, so neighbours stay apart); the first channel of colour data."""
     h, w = shape[0], shape[1]
-    images = np.full((side * side, h, w), -1.0)
-    images[: len(flat)] = flat.reshape(len(flat), *shape)[..., 0]
-    rows = images.reshape(side, side, h, w).transpose(0, 2, 1, 3)
-    return rows.reshape(side * h, side * w)
+    images = np.full((side * side, h + 1, w + 1), np.nan)
+    images[:, :h, :w] = -1.0
+    images[: len(flat), :h, :w] = flat.reshape(len(flat), *shape)[..., 0]
+    rows = images.reshape(side, side, h + 1, w + 1).transpose(0, 2, 1, 3)
+    return rows.reshape(side * (h + 1), side * (w + 1))[:-1, :-1]
+
+
+def _show_tile(ax: Axes, tile: np.ndarray) -> None:
+    cmap = colormaps["gray"].with_extremes(bad=GRID_GAP_COLOUR)
+    ax.imshow(tile, cmap=cmap, vmin=-1, vmax=1)
 
 
 def median_window(n_steps: int, window: int = MEDIAN_WINDOW) -> int:

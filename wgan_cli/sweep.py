@@ -35,7 +35,15 @@ from wgan_cli.results import (
     ResultsFolder,
     environment,
 )
-from wgan_cli.train import FAMILIES, HIST_EDGES_REL, SURFACE_AXIS, Hyper, Program, compiled
+from wgan_cli.train import (
+    FAMILIES,
+    HIST_EDGES_REL,
+    SURFACE_AXIS,
+    Hyper,
+    Program,
+    clip_coverage,
+    compiled,
+)
 
 #: Config fields passed to the compiled program as per-run arrays rather than constants.
 PER_RUN_FIELDS = (
@@ -202,6 +210,9 @@ def run_sweep(
         "n_runs": len(runs),
         "run_devices": mesh.size,
     }
+    clip_runs = [r for r in runs if r.config.constraint.kind == "clip"]
+    if clip_runs:
+        manifest["clip_coverage"] = clip_coverage(Program.from_config(clip_runs[0].config, spec))
     folder.write_json("manifest.json", manifest)
     folder.write_yaml(
         "sweep.yaml",

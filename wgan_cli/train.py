@@ -23,7 +23,13 @@ import optax
 
 from wgan_cli import metrics
 from wgan_cli.config import Config
-from wgan_cli.constraints import clip_params, clip_to_box, gradient_penalty, interpolates
+from wgan_cli.constraints import (
+    clip_params,
+    clip_to_box,
+    gradient_penalty,
+    interpolates,
+    parameter_paths,
+)
 from wgan_cli.data import DataSpec, sample_heldout, sample_train
 from wgan_cli.errors import WganError
 from wgan_cli.models import MLP, ConvCritic, ConvGenerator, critic_fn, kernel_matrix, max_conv_depth
@@ -86,7 +92,9 @@ def build_critic(cfg: Config, data: DataSpec) -> Critic:
     if net.kind == "mlp":
         return MLP(net.hidden, net.depth, 1, net.activation, spectral=spectral)
     image_shape = _conv_image_shape("critic", net.depth, data)
-    return ConvCritic(net.channels, net.depth, image_shape, net.activation, spectral=spectral)
+    return ConvCritic(
+        net.channels, net.depth, image_shape, net.activation, spectral=spectral, norm=net.norm
+    )
 
 
 def build_generator(cfg: Config, data: DataSpec) -> MLP | ConvGenerator:
@@ -189,6 +197,15 @@ def init_run(prog: Program, key: jax.Array, hp: Hyper) -> RunState:
         critic_updates=zero,
         diverged_step=zero - 1,
     )
+
+
+def clip_coverage(prog: Program) -> dict[str, list[str]]:
+    """Which critic parameters the clip touches and which it leaves free (a normalisation's
+    scale and offset among them, or not, as constraint.clip says), for the manifest. Variables
+    outside "params" (running statistics, sn's power-iteration vectors) are never clipped."""
+    shapes = jax.eval_shape(prog.critic.init, jax.random.key(0), jnp.zeros((1, prog.data.dim)))
+    paths = parameter_paths(shapes["params"], prog.clip_kernels_only)
+    return {**paths, "never_clipped_collections": sorted(k for k in shapes if k != "params")}
 
 
 def critic_loss(prog: Program, critic: Any, real: jax.Array, fake: jax.Array) -> jax.Array:
