@@ -556,6 +556,45 @@ CASES: list[Case] = [
         "locked: a folder without write permission",
     ),
     Case(
+        "out-holds-a-sweep",
+        "results folder",
+        ("sweep", "--out", "results/prior"),
+        "error: results folder results/prior already holds a sweep: finish it with "
+        "`wgan sweep --resume results/prior`, or pick another --out",
+        write("results/prior/sweep.yaml", "user_settings: {}\ngrid: {}\nruns: []\n"),
+        "results/prior: a sweep's folder (sweep.yaml)",
+    ),
+    Case(
+        "resume-with-settings",
+        "results folder",
+        ("sweep", "--resume", OLD, "--c", "0.1"),
+        f"error: --resume takes the sweep's settings from {OLD}/sweep.yaml; drop --c",
+    ),
+    Case(
+        "resume-missing-folder",
+        "results folder",
+        ("sweep", "--resume", "results/nope"),
+        "error: --resume results/nope: no such folder",
+    ),
+    Case(
+        "resume-not-a-sweep",
+        "results folder",
+        ("sweep", "--resume", OLD),
+        f"error: --resume {OLD}: no sweep.yaml there, so no sweep to resume",
+    ),
+    Case(
+        "resume-changed-runs",
+        "results folder",
+        ("sweep", "--resume", "results/prior"),
+        "error: --resume results/prior: its runs no longer resolve to the settings they started "
+        "with (another wgan version?); start a new sweep instead",
+        write(
+            "results/prior/sweep.yaml",
+            "user_settings: {}\ngrid: {cs: [0.01]}\nruns: [{run_id: 0123456789ab}]\n",
+        ),
+        "results/prior/sweep.yaml whose run id is not the hash of its settings",
+    ),
+    Case(
         "report-missing-folder",
         "results folder",
         ("report", "results/nope"),

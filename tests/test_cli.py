@@ -108,7 +108,7 @@ def test_top_level_help_lists_the_commands(runner: CliRunner):
     ("command", "options"),
     [
         ("train", ["--config", "--set", "--out"]),
-        ("sweep", ["--config", "--set", "--out", "--c", "--seeds"]),
+        ("sweep", ["--config", "--set", "--out", "--c", "--seeds", "--resume", "--devices"]),
         ("report", ["--out"]),
     ],
 )
@@ -166,9 +166,11 @@ def test_train_uses_the_configs_own_c_and_seed(runner: CliRunner, fake_sweep, tm
     assert call["cfg"].seed == 4
 
 
-def test_diverged_runs_are_named_on_stderr(runner: CliRunner, fake_sweep, tmp_path: Path):
+def test_diverged_runs_are_named_on_stderr_and_exit_3(
+    runner: CliRunner, fake_sweep, tmp_path: Path
+):
     result = runner.invoke(app, ["sweep", "--set", "name=diverging", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     assert "bbbbbbbbbbbb" in result.stderr
     assert "aaaaaaaaaaaa" not in result.stderr
 

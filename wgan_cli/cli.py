@@ -14,7 +14,10 @@ from typer._click.exceptions import ClickException, UsageError  # typer>=0.29 ve
 from typer.core import TyperGroup
 
 from wgan_cli import __version__
-from wgan_cli.errors import WganError
+from wgan_cli.errors import Interrupted, WganError
+
+#: Exit codes: 2 bad input, 3 the sweep finished but some runs diverged, 130 interrupted.
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
 class OneLineErrors(TyperGroup):
@@ -93,10 +96,13 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except WganError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except Interrupted as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: rows already written are kept", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -157,11 +163,38 @@ def sweep(
     set_: SetOpt = None,
     out: OutOpt = None,
     devices: DevicesOpt = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Finish the sweep in this results folder after a crash, kill or Ctrl-C: "
+            "finished runs are kept, the others go on from their last checkpoint. Takes the "
+            "sweep's settings from the folder, so no other option but --devices.",
+        ),
+    ] = None,
 ) -> None:
     """Train every arm x setting x seed into one results folder, one program per shape.
 
     The clip arm runs once per --c, the gp arm once per --gp-lambda, sn and none once each.
+    Exit code 0: every run finished; 3: finished, but some runs diverged (named on stderr);
+    2: bad input; 130: interrupted (resume with --resume).
     """
+    if resume is not None:
+        given = {"--config": config, "--c": c, "--seeds": seeds, "--constraint": constraint}
+        given |= {"--gp-lambda": gp_lambda, "--set": set_, "--out": out}
+        extra = [name for name, value in given.items() if value]
+        if extra:
+            raise WganError(
+                f"--resume takes the sweep's settings from {resume}/sweep.yaml; drop {extra[0]}"
+            )
+        from wgan_cli.devices import stored_run_devices
+
+        devices = devices or stored_run_devices(resume)
+        _start_jax(devices)
+        from wgan_cli.sweep import resume_sweep
+
+        _finish(resume_sweep(resume, progress=_progress, devices=devices))
+        return
     _start_jax(devices)
     from wgan_cli.sweep import Grid, parse_list
 
@@ -242,15 +275,22 @@ def _sweep(
         typer.echo(f"warning: {warning}", err=True)
     if out is None:
         out = Path("results") / f"{resolve(raw).name}-{datetime.now():%Y%m%d-%H%M%S}"
-    result = run_sweep(
-        raw, grid, out, progress=lambda line: print(line, file=sys.stderr), devices=devices
-    )
+    _finish(run_sweep(raw, grid, out, progress=_progress, devices=devices))
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _finish(result) -> None:
+    """The sweep's last lines; exit code 3 if any run diverged, so scripts notice."""
     run_steps = result.generator_steps
     typer.echo(
         f"{len(result.runs)} runs in {result.wall_s:.1f}s "
         f"({run_steps / result.wall_s:.1f} run-iterations/s) -> {result.folder}"
     )
     diverged = [r["run_id"] for r in result.runs if r["status"] == "diverged"]
+    typer.echo(f"next: wgan report {result.folder}")
     if diverged:
         typer.echo(f"diverged: {', '.join(diverged)}", err=True)
-    typer.echo(f"next: wgan report {result.folder}")
+        raise typer.Exit(EXIT_DIVERGED)

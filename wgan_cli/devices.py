@@ -8,6 +8,7 @@ calls `use_host_devices` first thing.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +24,16 @@ def use_host_devices(count: int | None) -> None:
         return
     count = count or os.cpu_count() or 1
     os.environ["XLA_FLAGS"] = f"{flags} {HOST_FLAG}={count}".strip()
+
+
+def stored_run_devices(folder: Path) -> int | None:
+    """The device count a sweep ran on (its manifest says), so a resume shards it the same
+    way and so computes the same numbers; None where the manifest cannot tell."""
+    try:
+        count = json.loads((folder / "manifest.json").read_text()).get("run_devices")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and count >= 1 else None
 
 
 def enable_compile_cache(path: Path | None = None) -> Path:

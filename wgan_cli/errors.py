@@ -7,3 +7,12 @@ class WganError(Exception):
     Raised anywhere; caught only in cli.py, which prints ``error: <message>`` and exits 2, so a
     user never sees a traceback for a mistake they can fix.
     """
+
+
+class Interrupted(Exception):
+    """The user stopped a sweep (Ctrl-C). Everything written is whole, and the newest
+    checkpoints let `wgan sweep --resume` finish it; cli.py prints how and exits 130."""
+
+    def __init__(self, folder: object) -> None:
+        super().__init__(f"interrupted: finish the sweep with `wgan sweep --resume {folder}`")
+        self.folder = folder

@@ -91,6 +91,11 @@ class ResultsFolder:
         """Make a new folder, refusing one that already holds anything."""
         if path.exists() and not path.is_dir():
             raise WganError(f"--out {path} exists and is not a folder; pick another --out")
+        if (path / "sweep.yaml").exists():
+            raise WganError(
+                f"results folder {path} already holds a sweep: finish it with "
+                f"`wgan sweep --resume {path}`, or pick another --out"
+            )
         if path.exists() and any(path.iterdir()):
             raise WganError(
                 f"results folder {path} already exists and is not empty; pick another --out"
@@ -103,6 +108,37 @@ class ResultsFolder:
         except OSError as exc:
             raise WganError(f"cannot write results folder {path}: {exc.strerror}") from None
         return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> ResultsFolder:
+        """An existing sweep's folder, to resume it."""
+        if not path.is_dir():
+            raise WganError(f"--resume {path}: no such folder")
+        if not (path / "sweep.yaml").is_file():
+            raise WganError(f"--resume {path}: no sweep.yaml there, so no sweep to resume")
+        if not os.access(path, os.W_OK):
+            raise WganError(f"--resume {path}: the folder is not writable")
+        return cls(path)
+
+    def read_yaml(self, name: str) -> Any:
+        try:
+            return yaml.safe_load((self.path / name).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise WganError(f"{self.path / name} is unreadable: {exc}") from None
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WganError(f"{self.path / name} is unreadable: {exc}") from None
+
+    def read_runs(self) -> list[dict[str, str]]:
+        """runs.csv's rows as written (text cells), so that rewriting them changes nothing."""
+        try:
+            with open(self.path / "runs.csv", newline="") as fh:
+                return list(csv.DictReader(fh))
+        except OSError as exc:
+            raise WganError(f"{self.path / 'runs.csv'} is unreadable: {exc.strerror}") from None
 
     def write_yaml(self, name: str, data: Any) -> None:
         self._atomic_write(name, yaml.safe_dump(data, sort_keys=False).encode())
@@ -131,9 +167,9 @@ class ResultsFolder:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def write_npz(self, name: str, **arrays: np.ndarray) -> None:
+    def write_npz(self, name: str, compress: bool = True, **arrays: np.ndarray) -> None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        (np.savez_compressed if compress else np.savez)(buf, **arrays)
         self._atomic_write(name, buf.getvalue())
 
     def _atomic_write(self, name: str, payload: bytes) -> None:

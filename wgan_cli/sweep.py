@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from wgan_cli import checkpoints, digits_score, metrics
 from wgan_cli import data as datasets
-from wgan_cli import digits_score, metrics
 from wgan_cli.config import CONSTRAINTS, Config, is_set, resolve, to_dict
 from wgan_cli.devices import CompileCacheStats, padded_size
-from wgan_cli.errors import WganError
+from wgan_cli.errors import Interrupted, WganError
 from wgan_cli.results import (
     DIGITS_SCORE_COLUMNS,
     LAYER_COLUMNS,
@@ -194,7 +196,6 @@ def run_sweep(
     over `devices` devices (default: every device jax sees)."""
     runs = expand(raw, grid)
     mesh = run_mesh(devices)
-    cache_stats = CompileCacheStats()
     base = runs[0].config
     spec, arrays = datasets.load(base.data.dataset, base.data.path)
     datasets.check_batch(spec, arrays, base.train.batch_size, base.data.path)
@@ -202,7 +203,6 @@ def run_sweep(
     for group in groups:  # a network that cannot fit the data fails before the folder exists
         Program.from_config(group[0].config, spec)
     folder = ResultsFolder.create(out)
-    started = time.time()
     manifest = {
         "name": base.name,
         "started": _now(),
@@ -224,24 +224,107 @@ def run_sweep(
     )
     rows = {r.run_id: _run_row(r, status="pending") for r in runs}
     folder.write_runs(list(rows.values()))
+    return _run_groups(folder, groups, rows, manifest, (spec, arrays), mesh, progress)
 
-    parts = []
+
+def resume_sweep(
+    path: Path, progress: Progress = lambda _: None, devices: int | None = None
+) -> SweepResult:
+    """Finish the sweep stored in `path`: finished groups are kept as they are, the others
+    go on from their newest checkpoint (or from the start, if they never wrote one).
+
+    The runs are expanded again from sweep.yaml and must hash to the stored run ids, so a
+    setting that now resolves differently never continues old results.
+    """
+    folder = ResultsFolder.open(path)
+    stored = folder.read_yaml("sweep.yaml")
     try:
-        for i, group in enumerate(groups, 1):
-            label = f"group {i}/{len(groups)} ({len(group)} runs)"
-            finals, arrays_out = _train_group(group, spec, arrays, folder, label, progress, mesh)
-            for run, final in zip(group, finals, strict=True):
-                rows[run.run_id] = final
-            folder.write_runs(list(rows.values()))
-            parts.append(arrays_out)
-            _write_arrays(folder, parts, base)
-    except BaseException:
+        raw, grid = stored["user_settings"], Grid(**stored["grid"])
+        stored_ids = [r["run_id"] for r in stored["runs"]]
+    except (TypeError, KeyError):
+        raise WganError(f"{path / 'sweep.yaml'} does not describe a wgan sweep") from None
+    runs = expand(raw, grid)
+    if [r.run_id for r in runs] != stored_ids:
+        raise WganError(
+            f"--resume {path}: its runs no longer resolve to the settings they started with "
+            "(another wgan version?); start a new sweep instead"
+        )
+    rows: dict[str, dict[str, Any]] = {r["run_id"]: r for r in folder.read_runs()}
+    if set(rows) != set(stored_ids):
+        raise WganError(f"--resume {path}: runs.csv does not list this sweep's runs")
+    for run_id, row in rows.items():
+        if not _finished(row):
+            rows[run_id] = {**row, "status": "pending"}
+    manifest = folder.read_json("manifest.json")
+    resumes = manifest.get("resumed", [])
+    manifest = {**manifest, "resumed": [*resumes, _now()], "command": environment()["command"]}
+    for stale in ("interrupted", "finished", "wall_s"):
+        manifest.pop(stale, None)
+    folder.write_json("manifest.json", manifest)
+    folder.write_runs(list(rows.values()))
+    base = runs[0].config
+    data = datasets.load(base.data.dataset, base.data.path)
+    return _run_groups(folder, group_runs(runs), rows, manifest, data, run_mesh(devices), progress)
+
+
+def _run_groups(
+    folder: ResultsFolder,
+    groups: list[list[RunSpec]],
+    rows: dict[str, dict[str, Any]],
+    manifest: dict[str, Any],
+    data: tuple[datasets.DataSpec, dict[str, np.ndarray]],
+    mesh: Mesh,
+    progress: Progress,
+) -> SweepResult:
+    """Train the groups in order, skipping those already finished; each group's end is
+    committed by runs.csv, after everything it adds is on disk.
+
+    Before the first unfinished group trains, the append-only CSVs are cut back to its
+    checkpoint (or to the end of the last finished group), so rows are never repeated.
+    """
+    base = groups[0][0].config
+    spec, arrays = data
+    cache_stats = CompileCacheStats()
+    started = time.time()
+    parts: list[dict[str, Any]] = []
+    sizes: dict[str, int] = {}
+    trained = 0
+    try:
+        with StopRequest(progress) as stop:
+            for i, group in enumerate(groups):
+                ids = [r.run_id for r in group]
+                if all(_finished(rows[r]) for r in ids):
+                    artifacts, sizes = checkpoints.load_done(folder, i, ids)
+                    parts.append(artifacts)
+                    checkpoints.drop_state(folder, i)
+                    continue
+                resume_from = checkpoints.load_state(folder, i, ids)
+                checkpoints.cut_back(folder, resume_from.sizes if resume_from else sizes)
+                label = f"group {i + 1}/{len(groups)} ({len(group)} runs)"
+                finals, artifacts, spectra = _train_group(
+                    group, i, spec, arrays, folder, label, progress, mesh, resume_from, stop
+                )
+                done_before = resume_from.chunks * base.train.log_every if resume_from else 0
+                trained += len(group) * (base.train.steps - done_before)
+                folder.append_rows("spectra.csv", SPECTRA_COLUMNS, spectra)
+                sizes = checkpoints.appended_sizes(folder)
+                checkpoints.save_done(folder, i, artifacts, sizes)
+                parts.append(artifacts)
+                _write_arrays(folder, parts, base)
+                rows.update(zip(ids, finals, strict=True))
+                folder.write_runs(list(rows.values()))
+                checkpoints.drop_state(folder, i)
+                if stop.requested and i + 1 < len(groups):
+                    raise KeyboardInterrupt
+    except BaseException as exc:
         # Ctrl-C or a crash: say which runs did not finish, in runs.csv and the manifest.
         for run_id, row in rows.items():
             if row["status"] == "pending":
                 rows[run_id] = {**row, "status": "interrupted"}
         folder.write_runs(list(rows.values()))
         folder.write_json("manifest.json", {**manifest, "interrupted": _now()})
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(folder.path) from None
         raise
 
     wall = time.time() - started
@@ -249,26 +332,60 @@ def run_sweep(
         "manifest.json",
         {**manifest, "finished": _now(), "wall_s": wall, "compile_cache": cache_stats.counts},
     )
-    total_steps = sum(r.config.train.steps for r in runs)
-    return SweepResult(out, list(rows.values()), wall, total_steps)
+    return SweepResult(folder.path, list(rows.values()), wall, trained)
+
+
+class StopRequest:
+    """Ctrl-C asks a sweep to stop at the next chunk boundary, once that chunk's rows and
+    checkpoint are on disk; a second Ctrl-C stops at once (the last checkpoint still holds)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.requested = False
+        self._progress = progress
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._progress("stopping at the end of this chunk (Ctrl-C again to stop now)")
+
+
+def _finished(row: dict[str, Any]) -> bool:
+    return row["status"] in ("done", "diverged")
 
 
 def _train_group(
     group: list[RunSpec],
+    index: int,
     spec: datasets.DataSpec,
     arrays: dict[str, np.ndarray],
     folder: ResultsFolder,
     label: str,
     progress: Progress,
     mesh: Mesh,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Train one group chunk by chunk, writing each chunk's rows as soon as it is done.
+    resume_from: checkpoints.GroupState | None,
+    stop: StopRequest,
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """Train one group chunk by chunk, writing each chunk's rows as soon as it is done and
+    then a checkpoint (but after the last chunk, where the group's end is the commit).
 
     The next chunk is dispatched before the host computes this chunk's exact OT distances,
-    so that host work overlaps the device's. Returns each run's final runs.csv row and the
-    group's arrays (histograms, spectra, surfaces, samples), each with a leading run axis.
+    so that host work overlaps the device's. Returns each run's final runs.csv row, the
+    group's arrays (histograms, spectra, surfaces, samples; each with a leading run axis)
+    and its spectra.csv rows.
     """
     cfg = group[0].config
+    ids = [r.run_id for r in group]
     prog = Program.from_config(cfg, spec)
     init, chunk, final = compiled(prog)
     clip_cs = np.array([_clip_c(r.config) for r in group], np.float32)
@@ -284,30 +401,45 @@ def _train_group(
     hist_steps = sorted({*cfg.train.hist_steps, cfg.train.steps})
 
     t0 = time.time()
-    progress(f"{label}: compiling and starting")
     state = init(jax.random.wrap_key_data(keys), hp)
+    start, wall0, snapshots, images = 0, 0.0, [], []
+    if resume_from is None:
+        progress(f"{label}: compiling and starting")
+    else:
+        state = checkpoints.restore(state, resume_from.leaves)
+        start, wall0 = resume_from.chunks, resume_from.wall
+        snapshots, images = list(resume_from.snapshots), list(resume_from.images)
+        progress(f"{label}: resuming at step {start * cfg.train.log_every}/{cfg.train.steps}")
     pending = chunk(state, hp, dev_arrays)
     names = metrics.layer_names(state.critic["params"])
     scorer = image_scorer(spec, folder)
-    snapshots, images, last, first = [], [], [], 0.0
-    for i in range(n_chunks):
+    last, first = [], 0.0
+    for i in range(start, n_chunks):
         state, out = pending
         if i + 1 < n_chunks:
             pending = chunk(state, hp, dev_arrays)
         host = _real_runs(jax.device_get(out), len(group))
-        wall = time.time() - t0
+        elapsed = time.time() - t0
+        wall = wall0 + elapsed
         last = [_metric_row(run, host, r, wall, scorer) for r, run in enumerate(group)]
         folder.append_rows("metrics.csv", METRIC_COLUMNS, last)
         folder.append_rows("layers.csv", LAYER_COLUMNS, _layer_rows(group, host, names))
         if (i + 1) * cfg.train.log_every in hist_steps:
             snapshots.append(host["histograms"])
             images.append(host["fake"][:, :GRID_SAMPLES])
-        first = first if i else wall
-        progress(_progress_line(label, i + 1, n_chunks, cfg.train.steps, wall, first, host))
+        if i + 1 < n_chunks:
+            checkpoints.save_state(folder, index, ids, i + 1, wall, state, snapshots, images)
+            if stop.requested:
+                raise KeyboardInterrupt
+        # The time left is paced by the chunks after this process's first, which alone
+        # carries the compilation.
+        first = first if i > start else elapsed
+        eta = (elapsed - first) / (i - start) * (n_chunks - i - 1) if i > start else math.nan
+        progress(_progress_line(label, cfg.train.steps, wall, eta, host))
 
     ends = _real_runs(jax.device_get(final(state)), len(group))
     artifacts = {
-        "run_ids": np.array([r.run_id for r in group]),
+        "run_ids": np.array(ids),
         "layer_names": names,
         "image_shape": spec.image_shape,
         "scale": np.where(np.isfinite(clip_cs), clip_cs, [r["weight_abs_max"] for r in last]),
@@ -332,8 +464,7 @@ def _train_group(
                 **{k: v for k, v in row.items() if k not in ("step", "run_id")},
             )
         )
-    folder.append_rows("spectra.csv", SPECTRA_COLUMNS, _spectra_rows(group, names, ends))
-    return finals, artifacts
+    return finals, artifacts, _spectra_rows(group, names, ends)
 
 
 def run_mesh(devices: int | None = None) -> Mesh:
@@ -490,13 +621,9 @@ def _clip_c(cfg: Config) -> float:
     return cfg.constraint.c if cfg.constraint.kind == "clip" else math.inf
 
 
-def _progress_line(
-    label: str, done: int, total: int, steps: int, wall: float, first: float, host
-) -> str:
-    """One line per chunk; the time left is paced by the chunks after the first, which
-    alone carries the compilation."""
+def _progress_line(label: str, steps: int, wall: float, eta: float, host) -> str:
+    """One line per chunk: the step, time spent and left, and every run's W estimate."""
     step = int(np.max(host["step"]))
-    eta = (wall - first) / (done - 1) * (total - done) if done > 1 else float("nan")
     w = ", ".join(f"{v:.3g}" for v in host["w_estimate"])
     left = f"~{eta:.0f}s left" if eta == eta else "compiled"
     return f"{label}: step {step}/{steps}  {wall:6.1f}s elapsed, {left}  W est [{w}]"

@@ -427,8 +427,7 @@ def compiled(prog: Program) -> tuple[Callable, Callable, Callable]:
     compiled code whatever its c, learning rates or seeds.
     """
     init = jax.jit(jax.vmap(functools.partial(init_run, prog)))
-    chunk = jax.jit(
-        jax.vmap(functools.partial(train_chunk, prog), in_axes=(0, 0, None)), donate_argnums=0
-    )
+    # No buffer donation: the state a chunk starts from is checkpointed while it runs.
+    chunk = jax.jit(jax.vmap(functools.partial(train_chunk, prog), in_axes=(0, 0, None)))
     final = jax.jit(jax.vmap(functools.partial(final_diagnostics, prog)))
     return init, chunk, final
