@@ -2,6 +2,7 @@
 #   make run    install, then the main job: a c sweep on the default config and its report
 #   make test   install, then lint and the test suite (what CI runs)
 #   make fig1   install, then reproduce WGAN-GP's Figure 1 (docs/REPRODUCTION.md)
+#   make bench  install (with torch), then the throughput benchmark into BENCHMARKS.md
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ OUT ?= results/swissroll-$(NOW)
 FIG1 ?= results/fig1-$(NOW)
 FIG1_ARMS := --constraint clip,gp --c 0.1,0.01,0.001
 
-.PHONY: run test lint fig1
+.PHONY: run test lint fig1 bench
 
 # `wgan sweep` exits 3 when it finished but some run diverged: the report still shows them.
 run: $(STAMP)
@@ -28,6 +29,11 @@ fig1: $(STAMP)
 	    --set data.dataset=$$d --out $(FIG1)/$$d || [ $$? -eq 3 ]; } \
 	    && $(BIN)/wgan report $(FIG1)/$$d || exit 1; \
 	done
+
+# Sweep throughput against the matmul roofline and an eager PyTorch loop (BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/sweep_throughput.py --out BENCHMARKS.md
 
 test: $(STAMP) lint
 	$(BIN)/pytest

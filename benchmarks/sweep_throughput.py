@@ -68,6 +68,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# As `wgan sweep` does by default: one XLA device per core, the run axis sharded over them.
+# XLA reads the flag once, when jax starts, so it is set before jax is imported.
+if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={os.cpu_count()}"
+
 import jax
 import jax.numpy as jnp
 
@@ -443,8 +449,7 @@ def compile_directly(probe: ChunkProbe) -> tuple[float, float, float | None]:
     `train.compiled` builds the chunk.
     """
     chunk = jax.jit(
-        jax.vmap(functools.partial(train.train_chunk, probe.prog), in_axes=(0, 0, None)),
-        donate_argnums=0,
+        jax.vmap(functools.partial(train.train_chunk, probe.prog), in_axes=(0, 0, None))
     )
     start = time.perf_counter()
     lowered = chunk.lower(probe.result[0], *probe.rest)

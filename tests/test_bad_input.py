@@ -556,6 +556,24 @@ CASES: list[Case] = [
         "locked: a folder without write permission",
     ),
     Case(
+        "hosts-partial",
+        "command line",
+        ("sweep", "--num-hosts", "2"),
+        "error: --coordinator, --num-hosts and --host-id go together: give all three",
+    ),
+    Case(
+        "host-id-too-large",
+        "command line",
+        ("sweep", "--coordinator", "localhost:1", "--num-hosts", "2", "--host-id", "2"),
+        "error: --host-id 2: must be below --num-hosts 2",
+    ),
+    Case(
+        "hosts-without-out",
+        "command line",
+        ("sweep", "--coordinator", "localhost:1", "--num-hosts", "2", "--host-id", "0"),
+        "error: --num-hosts needs --out: every host writes into the same folder",
+    ),
+    Case(
         "out-holds-a-sweep",
         "results folder",
         ("sweep", "--out", "results/prior"),

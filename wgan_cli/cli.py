@@ -163,6 +163,22 @@ def sweep(
     set_: SetOpt = None,
     out: OutOpt = None,
     devices: DevicesOpt = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            "--coordinator",
+            help="Multi-host: HOST:PORT of host 0, which every host of the sweep reaches "
+            "(jax.distributed). With --num-hosts and --host-id; every host runs the same "
+            "command with the same --out on a shared file system.",
+        ),
+    ] = None,
+    num_hosts: Annotated[
+        int | None, typer.Option("--num-hosts", min=1, help="Multi-host: how many hosts.")
+    ] = None,
+    host_id: Annotated[
+        int | None,
+        typer.Option("--host-id", min=0, help="Multi-host: this host's index, 0 to N-1."),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -179,6 +195,7 @@ def sweep(
     Exit code 0: every run finished; 3: finished, but some runs diverged (named on stderr);
     2: bad input; 130: interrupted (resume with --resume).
     """
+    cluster = _cluster(coordinator, num_hosts, host_id)
     if resume is not None:
         given = {"--config": config, "--c": c, "--seeds": seeds, "--constraint": constraint}
         given |= {"--gp-lambda": gp_lambda, "--set": set_, "--out": out}
@@ -189,13 +206,21 @@ def sweep(
             )
         from wgan_cli.devices import stored_run_devices
 
-        devices = devices or stored_run_devices(resume)
-        _start_jax(devices)
-        from wgan_cli.sweep import resume_sweep
+        share = resume / "hosts" / str(cluster[2]) if cluster else resume
+        devices = devices or stored_run_devices(share)
+        _start_jax(devices, cluster)
+        if cluster:
+            from wgan_cli.multihost import resume_on_hosts
 
-        _finish(resume_sweep(resume, progress=_progress, devices=devices))
+            _finish(resume_on_hosts(resume, (cluster[2], cluster[1]), _progress, devices))
+        else:
+            from wgan_cli.sweep import resume_sweep
+
+            _finish(resume_sweep(resume, progress=_progress, devices=devices))
         return
-    _start_jax(devices)
+    if cluster and out is None:
+        raise WganError("--num-hosts needs --out: every host writes into the same folder")
+    _start_jax(devices, cluster)
     from wgan_cli.sweep import Grid, parse_list
 
     grid = Grid(
@@ -204,7 +229,7 @@ def sweep(
         gp_lambdas=parse_list(gp_lambda, "--gp-lambda", float) if gp_lambda is not None else None,
         seeds=parse_list(seeds, "--seeds", int) if seeds is not None else None,
     )
-    _sweep(config, grid, set_ or [], out, devices)
+    _sweep(config, grid, set_ or [], out, devices, cluster)
 
 
 @app.command()
@@ -254,18 +279,42 @@ def report(
     typer.echo(f"wrote {', '.join(written)}")
 
 
-def _start_jax(devices: int | None) -> None:
+Cluster = tuple[str, int, int] | None  # (coordinator, host count, host index)
+
+
+def _cluster(coordinator: str | None, num_hosts: int | None, host_id: int | None) -> Cluster:
+    """The multi-host options, all three or none."""
+    given = [v is not None for v in (coordinator, num_hosts, host_id)]
+    if not any(given):
+        return None
+    if not all(given):
+        raise WganError("--coordinator, --num-hosts and --host-id go together: give all three")
+    if host_id >= num_hosts:
+        raise WganError(f"--host-id {host_id}: must be below --num-hosts {num_hosts}")
+    return coordinator, num_hosts, host_id
+
+
+def _start_jax(devices: int | None, cluster: Cluster = None) -> None:
     """Before jax is imported: one CPU device per core unless sharding is off, and the
-    on-disk compile cache."""
+    on-disk compile cache; then, for a multi-host sweep, join the cluster."""
     from wgan_cli.devices import enable_compile_cache, use_host_devices
 
     if devices != 1:
         use_host_devices(devices)
     enable_compile_cache()
+    if cluster:
+        from wgan_cli.multihost import initialize
+
+        initialize(*cluster)
 
 
 def _sweep(
-    config: Path | None, grid, sets: list[str], out: Path | None, devices: int | None
+    config: Path | None,
+    grid,
+    sets: list[str],
+    out: Path | None,
+    devices: int | None,
+    cluster: Cluster = None,
 ) -> None:
     from wgan_cli.config import load_raw, resolve
     from wgan_cli.sweep import check_grid, run_sweep
@@ -275,7 +324,13 @@ def _sweep(
         typer.echo(f"warning: {warning}", err=True)
     if out is None:
         out = Path("results") / f"{resolve(raw).name}-{datetime.now():%Y%m%d-%H%M%S}"
-    _finish(run_sweep(raw, grid, out, progress=_progress, devices=devices))
+    if cluster:
+        from wgan_cli.multihost import sweep_on_hosts
+
+        host = (cluster[2], cluster[1])
+        _finish(sweep_on_hosts(raw, grid, out, host, _progress, devices))
+    else:
+        _finish(run_sweep(raw, grid, out, progress=_progress, devices=devices))
 
 
 def _progress(line: str) -> None:

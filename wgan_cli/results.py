@@ -167,6 +167,9 @@ class ResultsFolder:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def write_bytes(self, name: str, payload: bytes) -> None:
+        self._atomic_write(name, payload)
+
     def write_npz(self, name: str, compress: bool = True, **arrays: np.ndarray) -> None:
         buf = io.BytesIO()
         (np.savez_compressed if compress else np.savez)(buf, **arrays)

@@ -185,27 +185,54 @@ def group_runs(runs: list[RunSpec]) -> list[list[RunSpec]]:
     return list(groups.values())
 
 
+def host_share(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Host `index` of `count`'s runs: a contiguous slice of every group, the slices as even
+    as they can be, so that every host has about the same work in every group."""
+    mine = []
+    for group in group_runs(runs):
+        size, extra = divmod(len(group), count)
+        start = index * size + min(index, extra)
+        mine += group[start : start + size + (index < extra)]
+    return mine
+
+
+def prepare(
+    runs: list[RunSpec], devices: int | None
+) -> tuple[Mesh, tuple[datasets.DataSpec, dict[str, np.ndarray]], list[list[RunSpec]]]:
+    """The mesh, the data and the groups, or the user's mistake before any folder exists:
+    too many devices, an unreadable data file, a batch or network that cannot fit the data."""
+    mesh = run_mesh(devices)
+    base = runs[0].config
+    spec, arrays = datasets.load(base.data.dataset, base.data.path)
+    datasets.check_batch(spec, arrays, base.train.batch_size, base.data.path)
+    groups = group_runs(runs)
+    for group in groups:
+        Program.from_config(group[0].config, spec)
+    return mesh, (spec, arrays), groups
+
+
 def run_sweep(
     raw: dict[str, Any],
     grid: Grid,
     out: Path,
     progress: Progress = lambda _: None,
     devices: int | None = None,
+    host: tuple[int, int] | None = None,
 ) -> SweepResult:
     """Train every run of the sweep into one new results folder, each group's runs sharded
-    over `devices` devices (default: every device jax sees)."""
+    over `devices` of this process's devices (default: all of them).
+
+    With `host` = (index, count), only that host's share of the runs (see host_share).
+    """
     runs = expand(raw, grid)
-    mesh = run_mesh(devices)
+    if host is not None:
+        runs = host_share(runs, *host)
+    mesh, (spec, arrays), groups = prepare(runs, devices)
     base = runs[0].config
-    spec, arrays = datasets.load(base.data.dataset, base.data.path)
-    datasets.check_batch(spec, arrays, base.train.batch_size, base.data.path)
-    groups = group_runs(runs)
-    for group in groups:  # a network that cannot fit the data fails before the folder exists
-        Program.from_config(group[0].config, spec)
     folder = ResultsFolder.create(out)
     manifest = {
         "name": base.name,
-        "started": _now(),
+        "started": now(),
         **environment(),
         "n_runs": len(runs),
         "run_devices": mesh.size,
@@ -219,6 +246,7 @@ def run_sweep(
         {
             "user_settings": raw,
             "grid": {k: v for k, v in vars(grid).items() if v is not None},
+            **({"host": {"index": host[0], "count": host[1]}} if host is not None else {}),
             "runs": [{"run_id": r.run_id, **to_dict(r.config)} for r in runs],
         },
     )
@@ -243,7 +271,14 @@ def resume_sweep(
         stored_ids = [r["run_id"] for r in stored["runs"]]
     except (TypeError, KeyError):
         raise WganError(f"{path / 'sweep.yaml'} does not describe a wgan sweep") from None
+    if "hosts" in stored:
+        raise WganError(
+            f"--resume {path}: it was swept on {stored['hosts']} hosts; resume it on as many "
+            "(--num-hosts, --host-id, --coordinator)"
+        )
     runs = expand(raw, grid)
+    if "host" in stored:
+        runs = host_share(runs, stored["host"]["index"], stored["host"]["count"])
     if [r.run_id for r in runs] != stored_ids:
         raise WganError(
             f"--resume {path}: its runs no longer resolve to the settings they started with "
@@ -255,15 +290,15 @@ def resume_sweep(
     for run_id, row in rows.items():
         if not _finished(row):
             rows[run_id] = {**row, "status": "pending"}
+    base = runs[0].config
+    data = datasets.load(base.data.dataset, base.data.path)
     manifest = folder.read_json("manifest.json")
     resumes = manifest.get("resumed", [])
-    manifest = {**manifest, "resumed": [*resumes, _now()], "command": environment()["command"]}
+    manifest = {**manifest, "resumed": [*resumes, now()], "command": environment()["command"]}
     for stale in ("interrupted", "finished", "wall_s"):
         manifest.pop(stale, None)
     folder.write_json("manifest.json", manifest)
     folder.write_runs(list(rows.values()))
-    base = runs[0].config
-    data = datasets.load(base.data.dataset, base.data.path)
     return _run_groups(folder, group_runs(runs), rows, manifest, data, run_mesh(devices), progress)
 
 
@@ -306,23 +341,20 @@ def _run_groups(
                 )
                 done_before = resume_from.chunks * base.train.log_every if resume_from else 0
                 trained += len(group) * (base.train.steps - done_before)
-                folder.append_rows("spectra.csv", SPECTRA_COLUMNS, spectra)
-                sizes = checkpoints.appended_sizes(folder)
-                checkpoints.save_done(folder, i, artifacts, sizes)
                 parts.append(artifacts)
-                _write_arrays(folder, parts, base)
                 rows.update(zip(ids, finals, strict=True))
-                folder.write_runs(list(rows.values()))
-                checkpoints.drop_state(folder, i)
+                sizes = _commit_group(folder, i, spectra, parts, rows, base)
                 if stop.requested and i + 1 < len(groups):
                     raise KeyboardInterrupt
+            if not trained:
+                progress("every run had already finished: nothing to train")
     except BaseException as exc:
         # Ctrl-C or a crash: say which runs did not finish, in runs.csv and the manifest.
         for run_id, row in rows.items():
             if row["status"] == "pending":
                 rows[run_id] = {**row, "status": "interrupted"}
         folder.write_runs(list(rows.values()))
-        folder.write_json("manifest.json", {**manifest, "interrupted": _now()})
+        folder.write_json("manifest.json", {**manifest, "interrupted": now()})
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(folder.path) from None
         raise
@@ -330,9 +362,29 @@ def _run_groups(
     wall = time.time() - started
     folder.write_json(
         "manifest.json",
-        {**manifest, "finished": _now(), "wall_s": wall, "compile_cache": cache_stats.counts},
+        {**manifest, "finished": now(), "wall_s": wall, "compile_cache": cache_stats.counts},
     )
     return SweepResult(folder.path, list(rows.values()), wall, trained)
+
+
+def _commit_group(
+    folder: ResultsFolder,
+    index: int,
+    spectra: list[dict[str, Any]],
+    parts: list[dict[str, Any]],
+    rows: dict[str, dict[str, Any]],
+    cfg: Config,
+) -> dict[str, int]:
+    """Write what a finished group adds, then runs.csv, whose `done` rows are the commit: a
+    kill before it resumes the group from its checkpoint, a kill after it keeps the group.
+    Returns the CSV sizes after the group, where a later group's resume cuts back to."""
+    folder.append_rows("spectra.csv", SPECTRA_COLUMNS, spectra)
+    sizes = checkpoints.appended_sizes(folder)
+    checkpoints.save_done(folder, index, parts[-1], sizes)
+    write_arrays(folder, parts, cfg)
+    folder.write_runs(list(rows.values()))
+    checkpoints.drop_state(folder, index)
+    return sizes
 
 
 class StopRequest:
@@ -468,8 +520,9 @@ def _train_group(
 
 
 def run_mesh(devices: int | None = None) -> Mesh:
-    """A 1-D mesh over the first `devices` devices (default all) for the run axis."""
-    available = jax.devices()
+    """A 1-D mesh over this process's first `devices` devices (default all) for the run
+    axis; under jax.distributed, each host's own devices."""
+    available = jax.local_devices()
     if devices is not None and devices > len(available):
         raise WganError(f"--devices {devices}: only {len(available)} devices are available")
     return Mesh(np.array(available[: devices or len(available)]), ("runs",))
@@ -497,7 +550,7 @@ def _real_runs(tree: Any, n: int) -> Any:
     return jax.tree_util.tree_map(lambda a: a[:n], tree)
 
 
-def _write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Config) -> None:
+def write_arrays(folder: ResultsFolder, parts: list[dict[str, Any]], cfg: Config) -> None:
     """Rewrite the sweep's array files with every finished group's runs, stacked by run."""
     names, image_shape = parts[0]["layer_names"], parts[0]["image_shape"]
     shared = ("layer_names", "image_shape")
@@ -629,5 +682,6 @@ def _progress_line(label: str, steps: int, wall: float, eta: float, host) -> str
     return f"{label}: step {step}/{steps}  {wall:6.1f}s elapsed, {left}  W est [{w}]"
 
 
-def _now() -> str:
+def now() -> str:
+    """The time for manifests: UTC, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
