@@ -84,7 +84,7 @@ def sweep_on_hosts(
     result = None
     if mine:
         result = run_sweep(raw, grid, share, _prefixed(progress, index), devices, host)
-    return _finish(out, count, index, result)
+    return _meet_and_merge(out, count, index, result)
 
 
 def resume_on_hosts(
@@ -101,7 +101,7 @@ def resume_on_hosts(
     result = None
     if (share / "sweep.yaml").exists():
         result = resume_sweep(share, _prefixed(progress, index), devices)
-    return _finish(out, count, index, result)
+    return _meet_and_merge(out, count, index, result)
 
 
 def merge(out: Path, count: int) -> list[dict[str, Any]]:
@@ -137,7 +137,7 @@ def merge(out: Path, count: int) -> list[dict[str, Any]]:
     return merged
 
 
-def _finish(out: Path, count: int, index: int, result: SweepResult | None) -> SweepResult:
+def _meet_and_merge(out: Path, count: int, index: int, result: SweepResult | None) -> SweepResult:
     """Wait for every share, merge on host 0, and let no host go before the merge is done."""
     from jax.experimental import multihost_utils
 
