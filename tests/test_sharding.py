@@ -84,3 +84,35 @@ def without_time(path: Path) -> list[list[str]]:
 def test_the_same_command_twice_writes_the_same_bytes_but_for_time(swept: dict[str, Path]):
     for name in ("metrics.csv", "layers.csv", "spectra.csv", "runs.csv"):
         assert without_time(swept["1"] / name) == without_time(swept["1-again"] / name), name
+
+
+FINAL_AGAIN = """
+import jax, jax.numpy as jnp
+from wgan_cli import config, data, sweep
+from wgan_cli.train import Hyper, Program, compiled
+raw = config.load_raw(None, ["critic.hidden=64", "generator.hidden=64", "train.batch_size=32"])
+runs = sweep.expand(raw, sweep.Grid(cs=[0.001, 0.01, 0.1]))
+spec, arrays = data.load("swissroll", None)
+init, chunk, final = compiled(Program.from_config(runs[0].config, spec))
+n = len(runs)
+hp = Hyper(jnp.full(n, 0.01), jnp.full(n, 5e-5), jnp.full(n, 5e-5), jnp.full(n, 10.0))
+keys = jnp.stack([jax.random.key_data(jax.random.key(i)) for i in range(n)])
+hp, keys, _ = sweep._place(hp, keys, arrays, sweep.run_mesh(None))
+state = init(jax.random.wrap_key_data(keys), hp)
+for _ in range(5):
+    final(state)
+print("finished")
+"""
+
+
+def test_a_groups_final_diagnostics_never_hang_on_sharded_runs():
+    """On 2 CPU devices a compiled program holding LAPACK's SVD beside other work hung on
+    its second call (every XLA thread idle); a group's final diagnostics must not."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", FINAL_AGAIN], env=env, capture_output=True, text=True, timeout=90
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the final diagnostics hung")
+    assert done.returncode == 0 and "finished" in done.stdout, done.stderr

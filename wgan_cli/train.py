@@ -402,21 +402,28 @@ def train_chunk(
 SURFACE_AXIS = np.linspace(-2.2, 2.2, 64)
 
 
-def final_diagnostics(prog: Program, state: RunState) -> dict[str, Any]:
-    """Computed once, at the end: each weight matrix's singular values (rank collapse under
-    clipping) and, for 2-D data, the critic's value on a grid (its value surface)."""
+def final_arrays(prog: Program, state: RunState) -> dict[str, Any]:
+    """What the end-of-group diagnostics need from the device: each critic weight matrix
+    and, for 2-D data, the critic's value on a grid (its value surface)."""
     params = state.critic["params"]
     out: dict[str, Any] = {
-        "singular_values": [
-            jnp.linalg.svd(kernel_matrix(layer["kernel"]), compute_uv=False)
-            for _, layer in metrics.layers_in_order(params)
-        ]
+        "kernels": [kernel_matrix(layer["kernel"]) for _, layer in metrics.layers_in_order(params)]
     }
     if prog.data.dim == 2:
         gx, gy = np.meshgrid(SURFACE_AXIS, SURFACE_AXIS)
         grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], axis=1), jnp.float32)
         out["surface"] = critic_fn(prog.critic, state.critic)(grid).reshape(gx.shape)
     return out
+
+
+def with_singular_values(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The final arrays on the host, each weight matrix replaced by its singular values (rank
+    collapse under clipping). numpy computes them: on CPU, a compiled program that holds
+    LAPACK's SVD beside other work hung on its second call (every XLA thread idle) when the
+    runs were sharded over two host devices, and this is milliseconds once per group."""
+    host = jax.device_get(arrays)
+    kernels = host.pop("kernels")
+    return {**host, "singular_values": [np.linalg.svd(k, compute_uv=False) for k in kernels]}
 
 
 @functools.lru_cache(maxsize=32)
@@ -429,5 +436,5 @@ def compiled(prog: Program) -> tuple[Callable, Callable, Callable]:
     init = jax.jit(jax.vmap(functools.partial(init_run, prog)))
     # No buffer donation: the state a chunk starts from is checkpointed while it runs.
     chunk = jax.jit(jax.vmap(functools.partial(train_chunk, prog), in_axes=(0, 0, None)))
-    final = jax.jit(jax.vmap(functools.partial(final_diagnostics, prog)))
-    return init, chunk, final
+    arrays = jax.jit(jax.vmap(functools.partial(final_arrays, prog)))
+    return init, chunk, lambda state: with_singular_values(arrays(state))
