@@ -3,40 +3,17 @@ same runs as one host, each host writes only its own runs' rows, and host 0's me
 results folder that reads like a single host's."""
 
 import csv
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from processes import TINY, as_sets, run_wgan, start_wgan
 
-TINY = [
-    "critic.hidden=8",
-    "generator.hidden=8",
-    "train.batch_size=16",
-    "train.eval_samples=40",
-    "train.steps=4",
-    "train.log_every=2",
-]
 SWEEP = ["sweep", "--c", "0.001,0.01,0.1", "--seeds", "0,1", "--devices", "1"]
-SWEEP += [a for s in TINY for a in ("--set", s)]
+SWEEP += as_sets(TINY)
 NUMBERS = ["w_estimate", "w1_true", "critic_loss", "gen_loss", "clip_frac", "grad_norm_real"]
-
-
-def wgan(args: list[str], cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    env.pop("XLA_FLAGS", None)
-    code = "from wgan_cli.cli import app; app()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def free_port() -> int:
@@ -53,12 +30,13 @@ def run_ids(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hosts")
-    one = wgan([*SWEEP, "--out", str(root / "one")], root / "cache")
-    _, err = one.communicate(timeout=300)
-    assert one.returncode == 0, err
+    code, err = run_wgan([*SWEEP, "--out", str(root / "one")], root / "cache")
+    assert code == 0, err
     cluster = ["--coordinator", f"localhost:{free_port()}", "--num-hosts", "2"]
     hosts = [
-        wgan([*SWEEP, *cluster, "--host-id", str(i), "--out", str(root / "two")], root / "cache")
+        start_wgan(
+            [*SWEEP, *cluster, "--host-id", str(i), "--out", str(root / "two")], root / "cache"
+        )
         for i in range(2)
     ]
     for proc in hosts:

@@ -9,16 +9,15 @@ inside a chunk, while rows are being appended, or while a checkpoint is being wr
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import as_sets, start_wgan
 
 SETTINGS = [
     "critic.hidden=64",
@@ -31,22 +30,10 @@ SETTINGS = [
 ]
 #: Two groups (the clip runs, the gp runs), twelve chunks each.
 SWEEP = ["sweep", "--constraint", "clip,gp", "--c", "0.01,0.1", "--seeds", "0,1"]
-SWEEP += [arg for s in SETTINGS for arg in ("--set", s)]
+SWEEP += as_sets(SETTINGS)
 TABLES = ("runs.csv", "metrics.csv", "layers.csv", "spectra.csv")
 ARRAYS = ("histograms.npz", "spectra.npz", "samples.npz")
 TIME_COLUMNS = {"wall_s"}
-
-
-def start(args: list[str], cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    code = "from wgan_cli.cli import app; app()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -88,7 +75,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
     """The sweep run once, start to end, never stopped."""
     out = tmp_path_factory.mktemp("ref") / "sweep"
-    code, err = finish(start([*SWEEP, "--out", str(out)], cache))
+    code, err = finish(start_wgan([*SWEEP, "--out", str(out)], cache))
     assert code == 0, err
     return out
 
@@ -102,7 +89,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_sweep(
     # Kill once metrics.csv has grown to random points of its final size: in either group,
     # at whatever the process is doing then (appending rows, checkpointing, training).
     targets = sorted(rng.uniform(0.05, 0.95) * full for _ in range(4))
-    proc = start([*SWEEP, "--out", str(out)], cache)
+    proc = start_wgan([*SWEEP, "--out", str(out)], cache)
     killed_unfinished = 0
     for target in targets:
         while proc.poll() is None and size(out / "metrics.csv") < target:
@@ -111,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_sweep(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_unfinished += "pending" in statuses(out) or "interrupted" in statuses(out)
-        proc = start(["sweep", "--resume", str(out)], cache)
+        proc = start_wgan(["sweep", "--resume", str(out)], cache)
     code, err = finish(proc)
     assert code == 0, err
     assert killed_unfinished == len(targets)
@@ -120,7 +107,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_sweep(
     assert not list((out / "checkpoints").glob("*.state.npz"))  # finished groups drop theirs
 
     # Resuming a finished sweep trains nothing and changes no result.
-    code, err = finish(start(["sweep", "--resume", str(out)], cache))
+    code, err = finish(start_wgan(["sweep", "--resume", str(out)], cache))
     assert code == 0, err
     assert "compiling" not in err
     assert_same_results(out, reference)
@@ -130,7 +117,7 @@ def test_ctrl_c_stops_at_a_chunk_boundary_and_says_how_to_resume(
     reference: Path, cache: Path, tmp_path: Path
 ):
     out = tmp_path / "sweep"
-    proc = start([*SWEEP, "--out", str(out)], cache)
+    proc = start_wgan([*SWEEP, "--out", str(out)], cache)
     while proc.poll() is None and size(out / "metrics.csv") < size(reference / "metrics.csv") / 4:
         time.sleep(0.001)
     proc.send_signal(signal.SIGINT)
@@ -147,7 +134,7 @@ def test_ctrl_c_stops_at_a_chunk_boundary_and_says_how_to_resume(
     want = rows(reference / "metrics.csv")
     assert got == want[: len(got)]
 
-    code, err = finish(start(["sweep", "--resume", str(out)], cache))
+    code, err = finish(start_wgan(["sweep", "--resume", str(out)], cache))
     assert code == 0, err
     assert "resuming at step" in err
     assert_same_results(out, reference)

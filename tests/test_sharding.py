@@ -10,28 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from processes import TINY, as_sets, run_wgan
 
-TINY = [
-    "critic.hidden=8",
-    "generator.hidden=8",
-    "train.batch_size=16",
-    "train.eval_samples=40",
-    "train.steps=4",
-    "train.log_every=2",
-]
 NUMBERS = ["w_estimate", "w1_true", "critic_loss", "gen_loss", "clip_frac", "grad_norm_real"]
 
 
-def sweep(out: Path, devices: int, cache: Path) -> subprocess.CompletedProcess:
+def sweep(out: Path, devices: int, cache: Path) -> tuple[int, str]:
     """A real `wgan sweep` in a fresh process: XLA reads the device count once, at start."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    env.pop("XLA_FLAGS", None)
     args = ["sweep", "--c", "0.001,0.01,0.1", "--devices", str(devices), "--out", str(out)]
-    args += [a for s in TINY for a in ("--set", s)]
-    code = "from wgan_cli.cli import app; app()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_wgan([*args, *as_sets(TINY)], cache)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +28,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     outs = {}
     for name, devices in (("1", 1), ("2", 2), ("4", 4), ("1-again", 1)):
         outs[name] = root / name
-        done = sweep(outs[name], devices, root / "cache")
-        assert done.returncode == 0, done.stderr
+        code, err = sweep(outs[name], devices, root / "cache")
+        assert code == 0, err
     return outs
 
 
