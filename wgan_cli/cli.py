@@ -185,7 +185,8 @@ def sweep(
             "--resume",
             help="Finish the sweep in this results folder after a crash, kill or Ctrl-C: "
             "finished runs are kept, the others go on from their last checkpoint. Takes the "
-            "sweep's settings from the folder, so no other option but --devices.",
+            "sweep's settings from the folder, so no other option but --devices (and, for a "
+            "multi-host sweep, the same --coordinator, --num-hosts and --host-id).",
         ),
     ] = None,
 ) -> None:
@@ -340,10 +341,13 @@ def _progress(line: str) -> None:
 def _finish(result) -> None:
     """The sweep's last lines; exit code 3 if any run diverged, so scripts notice."""
     run_steps = result.generator_steps
-    typer.echo(
-        f"{len(result.runs)} runs in {result.wall_s:.1f}s "
-        f"({run_steps / result.wall_s:.1f} run-iterations/s) -> {result.folder}"
-    )
+    if run_steps:
+        typer.echo(
+            f"{len(result.runs)} runs in {result.wall_s:.1f}s "
+            f"({run_steps / result.wall_s:.1f} run-iterations/s) -> {result.folder}"
+        )
+    else:
+        typer.echo(f"{len(result.runs)} runs, none left to train -> {result.folder}")
     diverged = [r["run_id"] for r in result.runs if r["status"] == "diverged"]
     typer.echo(f"next: wgan report {result.folder}")
     if diverged:

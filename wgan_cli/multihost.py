@@ -84,7 +84,7 @@ def sweep_on_hosts(
     result = None
     if mine:
         result = run_sweep(raw, grid, share, _prefixed(progress, index), devices, host)
-    return _meet_and_merge(out, count, index, result)
+    return _meet_and_merge(out, count, index, result, progress)
 
 
 def resume_on_hosts(
@@ -101,7 +101,7 @@ def resume_on_hosts(
     result = None
     if (share / "sweep.yaml").exists():
         result = resume_sweep(share, _prefixed(progress, index), devices)
-    return _meet_and_merge(out, count, index, result)
+    return _meet_and_merge(out, count, index, result, progress)
 
 
 def merge(out: Path, count: int) -> list[dict[str, Any]]:
@@ -137,20 +137,23 @@ def merge(out: Path, count: int) -> list[dict[str, Any]]:
     return merged
 
 
-def _meet_and_merge(out: Path, count: int, index: int, result: SweepResult | None) -> SweepResult:
+def _meet_and_merge(
+    out: Path, count: int, index: int, result: SweepResult | None, progress: Progress
+) -> SweepResult:
     """Wait for every share, merge on host 0, and let no host go before the merge is done."""
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("wgan: every share trained")
-    error, rows = None, result.runs if result else []
+    error = None
     if index == 0:
         try:
-            rows = merge(out, count)
+            merged = merge(out, count)
+            progress(f"host 0: merged {len(merged)} runs of {count} hosts into {out}")
         except WganError as exc:
             error = exc
     _agree(error, f"host 0 could not merge {out}")
-    wall, steps = (result.wall_s, result.generator_steps) if result else (0.0, 0)
-    return SweepResult(out, rows, wall, steps)
+    # Each host answers for its own runs: its time, its rate, its diverged runs.
+    return result or SweepResult(out, [], 0.0, 0)
 
 
 def _agree(error: WganError | None, what: str) -> None:

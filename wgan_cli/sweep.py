@@ -287,6 +287,9 @@ def resume_sweep(
     rows: dict[str, dict[str, Any]] = {r["run_id"]: r for r in folder.read_runs()}
     if set(rows) != set(stored_ids):
         raise WganError(f"--resume {path}: runs.csv does not list this sweep's runs")
+    if all(_finished(row) for row in rows.values()):
+        progress("every run had already finished: nothing to train, nothing rewritten")
+        return SweepResult(path, list(rows.values()), 0.0, 0)
     for run_id, row in rows.items():
         if not _finished(row):
             rows[run_id] = {**row, "status": "pending"}
@@ -346,8 +349,6 @@ def _run_groups(
                 sizes = _commit_group(folder, i, spectra, parts, rows, base)
                 if stop.requested and i + 1 < len(groups):
                     raise KeyboardInterrupt
-            if not trained:
-                progress("every run had already finished: nothing to train")
     except BaseException as exc:
         # Ctrl-C or a crash: say which runs did not finish, in runs.csv and the manifest.
         for run_id, row in rows.items():
