@@ -293,16 +293,15 @@ def resume_sweep(
     for run_id, row in rows.items():
         if not _finished(row):
             rows[run_id] = {**row, "status": "pending"}
-    base = runs[0].config
-    data = datasets.load(base.data.dataset, base.data.path)
+    mesh, data, groups = prepare(runs, devices)
     manifest = folder.read_json("manifest.json")
-    resumes = manifest.get("resumed", [])
-    manifest = {**manifest, "resumed": [*resumes, now()], "command": environment()["command"]}
+    resumed = [*manifest.get("resumed", []), {"at": now(), "command": environment()["command"]}]
+    manifest = {**manifest, "resumed": resumed}
     for stale in ("interrupted", "finished", "wall_s"):
         manifest.pop(stale, None)
     folder.write_json("manifest.json", manifest)
     folder.write_runs(list(rows.values()))
-    return _run_groups(folder, group_runs(runs), rows, manifest, data, run_mesh(devices), progress)
+    return _run_groups(folder, groups, rows, manifest, data, mesh, progress)
 
 
 def _run_groups(
