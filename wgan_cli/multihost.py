@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from wgan_cli import checkpoints
-from wgan_cli.config import to_dict
 from wgan_cli.errors import WganError
 from wgan_cli.results import ResultsFolder, environment
 from wgan_cli.sweep import (
@@ -33,6 +32,7 @@ from wgan_cli.sweep import (
     prepare,
     resume_sweep,
     run_sweep,
+    sweep_record,
     write_arrays,
 )
 
@@ -67,15 +67,7 @@ def sweep_on_hosts(
     if index == 0:
         try:
             folder = ResultsFolder.create(out)
-            folder.write_yaml(
-                "sweep.yaml",
-                {
-                    "user_settings": raw,
-                    "grid": {k: v for k, v in vars(grid).items() if v is not None},
-                    "hosts": count,
-                    "runs": [{"run_id": r.run_id, **to_dict(r.config)} for r in runs],
-                },
-            )
+            folder.write_yaml("sweep.yaml", sweep_record(raw, grid, runs, hosts=count))
             folder.write_json("manifest.json", {"started": now(), "hosts": count})
         except WganError as exc:
             error = exc

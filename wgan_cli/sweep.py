@@ -241,18 +241,24 @@ def run_sweep(
     if clip_runs:
         manifest["clip_coverage"] = clip_coverage(Program.from_config(clip_runs[0].config, spec))
     folder.write_json("manifest.json", manifest)
-    folder.write_yaml(
-        "sweep.yaml",
-        {
-            "user_settings": raw,
-            "grid": {k: v for k, v in vars(grid).items() if v is not None},
-            **({"host": {"index": host[0], "count": host[1]}} if host is not None else {}),
-            "runs": [{"run_id": r.run_id, **to_dict(r.config)} for r in runs],
-        },
-    )
+    share = {"host": {"index": host[0], "count": host[1]}} if host is not None else {}
+    folder.write_yaml("sweep.yaml", sweep_record(raw, grid, runs, **share))
     rows = {r.run_id: _run_row(r, status="pending") for r in runs}
     folder.write_runs(list(rows.values()))
     return _run_groups(folder, groups, rows, manifest, (spec, arrays), mesh, progress)
+
+
+def sweep_record(
+    raw: dict[str, Any], grid: Grid, runs: list[RunSpec], **extra: Any
+) -> dict[str, Any]:
+    """sweep.yaml: what the user set, the grid, and every run's id and resolved config, from
+    which `--resume` expands the same runs again."""
+    return {
+        "user_settings": raw,
+        "grid": {k: v for k, v in vars(grid).items() if v is not None},
+        **extra,
+        "runs": [{"run_id": r.run_id, **to_dict(r.config)} for r in runs],
+    }
 
 
 def resume_sweep(
