@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from wgan_cli.devices import use_host_devices
+
 # As `wgan sweep` does by default: one XLA device per core (read once, when jax starts).
-if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={os.cpu_count()}"
+use_host_devices(None)
 
 from wgan_cli import checkpoints, config
 from wgan_cli import sweep as sweep_module

@@ -68,11 +68,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wgan_cli.devices import use_host_devices
+
 # As `wgan sweep` does by default: one XLA device per core, the run axis sharded over them.
 # XLA reads the flag once, when jax starts, so it is set before jax is imported.
-if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={os.cpu_count()}"
+use_host_devices(None)
 
 import jax
 import jax.numpy as jnp
